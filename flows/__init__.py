@@ -1,0 +1,1 @@
+"""The conversation engine and the flows. No HTTP, no aiogram, no twilio here."""

@@ -1,0 +1,58 @@
+"""The flows this release ships, wired together. The engine knows none of them by name."""
+
+from __future__ import annotations
+
+from flows import menu, settings, welcome
+from flows.emergency import on_emergency
+from flows.engine import Context, Keyword, Outcome, Registry
+from flows.i18n import N_, NP_
+
+
+async def on_help(ctx: Context) -> Outcome:
+    text = ctx.t(N_(
+        "This is a free and confidential helpline. You can send these words at any time:\n"
+        "{menu} – main menu\n{emergency} – emergency numbers\n{language} – change language\n"
+        "{stop} – stop messages\n{delete} – delete your data"
+    )).format(**{k: ctx.word(k) for k in ("menu", "emergency", "language", "stop", "delete")})
+    return Outcome(say=[text], reprompt=True)
+
+
+async def on_menu(ctx: Context) -> Outcome:
+    return Outcome(goto=menu.HOME)
+
+
+async def on_language(ctx: Context) -> Outcome:
+    return Outcome(goto=("settings", "language"))
+
+
+async def on_delete(ctx: Context) -> Outcome:
+    return Outcome(goto=("settings", "delete"))
+
+
+# TRANSLATORS: the keyword lists are comma-separated words or short phrases a person would
+# actually type in your language, first the one our messages show ("Send STOP"). Keep the
+# English words in English; add your language's words, both scripts where people use both.
+KEYWORDS = (
+    Keyword("emergency", NP_("keywords", "sos, emergency, urgent, danger, help me"),
+            on_emergency, when_stopped=True, any_language=("sos", "112", "911")),
+    Keyword("stop", NP_("keywords", "stop, stopall, unsubscribe, end, quit"),
+            settings.on_stop, when_stopped=True),
+    Keyword("start", NP_("keywords", "start, unstop, subscribe"), settings.on_start,
+            when_stopped=True),
+    Keyword("help", NP_("keywords", "help, info"), on_help),
+    Keyword("menu", NP_("keywords", "menu, main menu, home"), on_menu),
+    Keyword("language", NP_("keywords", "language, change language, lang"), on_language),
+    Keyword("delete", NP_("keywords", "delete my data, delete, erase my data, forget me"),
+            on_delete, when_stopped=True),
+)
+
+
+def standard_registry() -> Registry:
+    return Registry(
+        [welcome.FLOW, menu.FLOW, settings.FLOW],
+        start=("welcome", "language"),
+        home=menu.HOME,
+        keywords=KEYWORDS,
+        when_stopped=settings.when_stopped,
+        lost=menu.on_lost,
+    )
