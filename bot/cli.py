@@ -1,0 +1,110 @@
+"""`hotline`: run the service, migrate the database, chat in the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import uuid
+
+from aiohttp import web
+
+from bot.channels.simulator import STYLES, Simulator, SimulatorMessage
+from bot.services import Services
+from bot.settings import Settings, SettingsError
+from storage.crypto import new_master_key
+from storage.migrate import current_revision, head_revision, upgrade
+
+log = logging.getLogger("hotline")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hotline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="serve the simulator (and later the webhooks)")
+    run.add_argument("--host", help="default: HOST or 127.0.0.1")
+    run.add_argument("--port", type=int, help="default: PORT or 8080")
+    db = commands.add_parser("db", help="database schema")
+    db.add_argument("action", choices=["upgrade"])
+    chat = commands.add_parser("chat", help="talk to the bot in this terminal")
+    chat.add_argument("--style", choices=STYLES, default="sms")
+    chat.add_argument("--user", default=None, help="who you are (default: a new person)")
+    chat.add_argument("--language", default=None, help="the phone's language, e.g. ru")
+    key = commands.add_parser("key", help="encryption keys")
+    key.add_argument("action", choices=["new"])
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.command == "key":
+        print(new_master_key())
+        return 0
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"hotline: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "db":
+        upgrade(settings.database_url)
+        print("database schema is up to date")
+        return 0
+    if args.command == "run":
+        return _run(settings, args.host or settings.host, args.port or settings.port)
+    return asyncio.run(_chat(settings, args.style, args.user or f"terminal-{uuid.uuid4()}",
+                             args.language))
+
+
+async def _ready(settings: Settings) -> Services:
+    current, head = await current_revision(settings.database_url), head_revision()
+    if current != head:
+        raise SettingsError(
+            f"the database schema is at {current or 'nothing'}, the code needs {head}: "
+            "run `hotline db upgrade` first"
+        )
+    return Services.build(settings)
+
+
+def _run(settings: Settings, host: str, port: int) -> int:
+    from bot.web.app import create_app
+
+    async def app() -> web.Application:
+        return create_app(await _ready(settings))
+
+    try:
+        web.run_app(app(), host=host, port=port, access_log=None,
+                    print=lambda _: log.info("simulator on http://%s:%s", host, port))
+    except SettingsError as exc:
+        print(f"hotline: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+async def _chat(settings: Settings, style: str, user: str, language: str | None) -> int:
+    try:
+        services = await _ready(settings)
+    except SettingsError as exc:
+        print(f"hotline: {exc}", file=sys.stderr)
+        return 2
+    simulator = Simulator(services.engine, services.turns, services.outbox)
+    loop = asyncio.get_running_loop()
+    print("Type a message and press Enter; an empty line or Ctrl-D ends.", flush=True)
+    try:
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line.strip():
+                return 0
+            replies = await simulator.exchange(
+                SimulatorMessage(user=user, style=style, text=line.rstrip("\n"),
+                                 language_code=language, message_id=str(uuid.uuid4()))
+            )
+            for reply in replies:
+                print(f"\n{reply.text}")
+                if reply.choices:
+                    print("  ".join(f"[{label}]" for _, label in reply.choices))
+            print("> ", end="", flush=True)
+    finally:
+        await services.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

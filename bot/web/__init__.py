@@ -1,0 +1,1 @@
+"""The web app: the simulator page and API (later: webhooks and the operator console)."""
