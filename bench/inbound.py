@@ -1,0 +1,246 @@
+"""Inbound throughput: the simulator channel's full path against a bare aiogram dispatcher.
+
+Ours: an HTTP POST to /api/simulator/messages on a loopback server -> engine (keywords, step,
+choice matching, translation) -> one transaction (lock, dedupe, state, message log, outbox) ->
+delivery from the outbox -> JSON response. Theirs: aiogram's Dispatcher with in-memory FSM
+storage parsing the same number of Telegram updates (feed_raw_update) and answering each from a
+handler that moves an FSM state, with no database and no HTTP.
+
+Both serve USERS people at once, each person's messages one after another, walking the same
+conversation: welcome (language, safety, country), then menu and settings back and forth.
+
+    .venv/bin/python bench/inbound.py --messages 3000 --users 30 \
+        [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import aiohttp  # noqa: E402
+from aiogram import Bot, Dispatcher, F, Router  # noqa: E402
+from aiogram.filters import CommandStart  # noqa: E402
+from aiogram.fsm.context import FSMContext  # noqa: E402
+from aiogram.fsm.state import State, StatesGroup  # noqa: E402
+from aiogram.fsm.storage.memory import MemoryStorage  # noqa: E402
+from aiogram.types import Message  # noqa: E402
+from aiohttp import web  # noqa: E402
+from sqlalchemy import event, text  # noqa: E402
+
+from bot.services import Services  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from bot.web.app import create_app  # noqa: E402
+from storage.db import create_engine, normalise_url  # noqa: E402
+from storage.migrate import upgrade  # noqa: E402
+
+WELCOME = ["hi", "1", "1", "ES"]
+LOOP = ["2", "5", "1", "2", "1", "ru", "2", "5"]  # settings, menu, emergency, language...
+
+
+def script(n: int) -> list[str]:
+    return (WELCOME + LOOP * (n // len(LOOP) + 1))[:n]
+
+
+# --- ours -------------------------------------------------------------------------------------
+
+
+class RoundTrips:
+    """Counts what goes to the database: statements, and BEGIN/COMMIT where the driver sends
+    them itself (asyncpg). SQLite's BEGIN IMMEDIATE is already a statement."""
+
+    def __init__(self, engine: Any) -> None:
+        self.count = 0
+        sync = engine.sync_engine
+        event.listen(sync, "before_cursor_execute", self._bump)
+        event.listen(sync, "commit", self._bump)
+        event.listen(sync, "rollback", self._bump)
+        if engine.dialect.name != "sqlite":
+            event.listen(sync, "begin", self._bump)
+
+    def _bump(self, *_: Any) -> None:
+        self.count += 1
+
+
+async def run_ours(database_url: str, messages: int, users: int) -> tuple[float, float]:
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-"))
+    settings = Settings(database_url=database_url, secret_key=os.urandom(32), data_dir=data_dir)
+    services = Services.build(settings)
+    trips = RoundTrips(services.db)
+    runner = web.AppRunner(create_app(services), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    url = f"http://127.0.0.1:{port}/api/simulator/messages"
+    per_user = messages // users
+    connector = aiohttp.TCPConnector(limit=users)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def person(n: int) -> None:
+            user = f"bench-{uuid.uuid4()}"
+            for i, said in enumerate(script(per_user)):
+                async with session.post(url, json={"user": user, "text": said, "channel": "sms",
+                                                   "message_id": f"{user}-{i}"}) as response:
+                    body = await response.json()
+                    assert response.status == 200 and len(body["replies"]) == 1, body
+
+        await person(-1)  # warm caches (prepared statements, catalogs)
+        trips.count = 0
+        started = time.perf_counter()
+        await asyncio.gather(*(person(n) for n in range(users)))
+        elapsed = time.perf_counter() - started
+    await runner.cleanup()
+    done = per_user * users
+    return done / elapsed, trips.count / done
+
+
+async def fresh_postgres(server_url: str) -> tuple[str, Any]:
+    server = normalise_url(server_url)
+    name = f"hotline_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = server.set(database=name).render_as_string(hide_password=False)
+
+    async def drop() -> None:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+    return url, drop
+
+
+# --- theirs -----------------------------------------------------------------------------------
+
+
+class Welcome(StatesGroup):
+    language = State()
+    safety = State()
+    country = State()
+    menu = State()
+    settings = State()
+
+
+def aiogram_dispatcher() -> Dispatcher:
+    router = Router()
+
+    @router.message(CommandStart())
+    @router.message(F.text, ~F.text.in_({"1", "2", "5", "ES", "ru"}), Welcome.menu)
+    async def greet(message: Message, state: FSMContext) -> Any:
+        await state.set_state(Welcome.language)
+        return message.answer("Choose your language:\n1. English\n2. Русский")
+
+    @router.message(Welcome.language)
+    async def language(message: Message, state: FSMContext) -> Any:
+        await state.update_data(language=message.text)
+        await state.set_state(Welcome.safety)
+        return message.answer("Is it safe for you to get messages from us on this phone?")
+
+    @router.message(Welcome.safety)
+    async def safety(message: Message, state: FSMContext) -> Any:
+        await state.set_state(Welcome.country)
+        return message.answer("Which country are you in now?")
+
+    @router.message(Welcome.country)
+    async def country(message: Message, state: FSMContext) -> Any:
+        await state.set_state(Welcome.menu)
+        return message.answer("Main menu. What do you need?\n1. Emergency numbers\n2. Settings")
+
+    @router.message(Welcome.menu)
+    async def menu(message: Message, state: FSMContext) -> Any:
+        if message.text == "2":
+            await state.set_state(Welcome.settings)
+            return message.answer("Settings. What would you like to change?")
+        return message.answer("If you are in danger now, call: 112")
+
+    @router.message(Welcome.settings)
+    async def settings(message: Message, state: FSMContext) -> Any:
+        await state.set_state(Welcome.menu)
+        return message.answer("Main menu. What do you need?")
+
+    @router.message()
+    async def first(message: Message, state: FSMContext) -> Any:
+        await state.set_state(Welcome.language)
+        return message.answer("Choose your language:")
+
+    dispatcher = Dispatcher(storage=MemoryStorage())
+    dispatcher.include_router(router)
+    return dispatcher
+
+
+async def run_aiogram(messages: int, users: int) -> float:
+    dispatcher = aiogram_dispatcher()
+    bot = Bot("42:BENCHMARK")
+    per_user = messages // users
+    update_id = 0
+
+    async def person(chat_id: int) -> None:
+        nonlocal update_id
+        for i, said in enumerate(script(per_user)):
+            update_id += 1
+            raw = {
+                "update_id": update_id,
+                "message": {
+                    "message_id": i + 1, "date": 1767225600, "text": said,
+                    "chat": {"id": chat_id, "type": "private"},
+                    "from": {"id": chat_id, "is_bot": False, "first_name": "A",
+                             "language_code": "en"},
+                },
+            }
+            result = await dispatcher.feed_raw_update(bot, raw)
+            assert result is not None
+
+    await person(10**9)
+    started = time.perf_counter()
+    await asyncio.gather(*(person(n + 1) for n in range(users)))
+    elapsed = time.perf_counter() - started
+    await bot.session.close()
+    return per_user * users / elapsed
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--users", type=int, default=30)
+    parser.add_argument("--postgres", default=os.environ.get("TEST_DATABASE_URL"),
+                        help="a PostgreSQL server URL; a scratch database is made and dropped")
+    args = parser.parse_args()
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, {platform.platform()}")
+    print(f"{args.messages} messages from {args.users} people at once\n")
+    baseline = await run_aiogram(args.messages, args.users)
+    print(f"aiogram Dispatcher + MemoryStorage : {baseline:9.0f} msg/s")
+    targets = []
+    with tempfile.TemporaryDirectory() as tmp:
+        sqlite_url = f"sqlite:///{tmp}/bench.db"
+        await asyncio.to_thread(upgrade, sqlite_url)
+        targets.append(("SQLite", sqlite_url, None))
+        if args.postgres:
+            pg_url, drop = await fresh_postgres(args.postgres)
+            await asyncio.to_thread(upgrade, pg_url)
+            targets.append(("PostgreSQL", pg_url, drop))
+        for name, url, cleanup in targets:
+            rate, trips = await run_ours(url, args.messages, args.users)
+            print(f"hotline simulator path, {name:10s} : {rate:9.0f} msg/s  "
+                  f"ratio {rate / baseline:5.3f}  round trips/msg {trips:4.1f}")
+            if cleanup:
+                await cleanup()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
