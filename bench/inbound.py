@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import platform
 import sys
@@ -57,31 +58,60 @@ def script(n: int) -> list[str]:
 
 class RoundTrips:
     """Counts what goes to the database: statements, and BEGIN/COMMIT where the driver sends
-    them itself (asyncpg). SQLite's BEGIN IMMEDIATE is already a statement."""
+    them itself (asyncpg). SQLite's BEGIN IMMEDIATE is already a statement; an autocommit
+    connection sends neither."""
 
     def __init__(self, engine: Any) -> None:
         self.count = 0
         sync = engine.sync_engine
-        event.listen(sync, "before_cursor_execute", self._bump)
-        event.listen(sync, "commit", self._bump)
-        event.listen(sync, "rollback", self._bump)
+        event.listen(sync, "before_cursor_execute", self._statement)
+        event.listen(sync, "commit", self._transaction)
+        event.listen(sync, "rollback", self._transaction)
         if engine.dialect.name != "sqlite":
-            event.listen(sync, "begin", self._bump)
+            event.listen(sync, "begin", self._transaction)
 
-    def _bump(self, *_: Any) -> None:
+    def _statement(self, *_: Any) -> None:
         self.count += 1
+
+    def _transaction(self, conn: Any) -> None:
+        if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            self.count += 1
+
+
+def serve(database_url: str, ready: Any, stop: Any) -> None:
+    """The server, in a process of its own as in production: it shares no core with the
+    load generator. Reports its port, then, when told to stop, the round trips counted."""
+
+    async def run() -> None:
+        settings = Settings(database_url=database_url, secret_key=bytes(32),
+                            data_dir=Path(tempfile.mkdtemp(prefix="bench-")))
+        services = Services.build(settings)
+        trips = RoundTrips(services.db)
+        runner = web.AppRunner(create_app(services), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        ready.send(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        loop = asyncio.get_running_loop()
+        while True:
+            command = await loop.run_in_executor(None, stop.recv)
+            if command == "reset":
+                trips.count = 0
+            else:
+                ready.send(trips.count)
+                break
+        await runner.cleanup()
+
+    asyncio.run(run())
 
 
 async def run_ours(database_url: str, messages: int, users: int) -> tuple[float, float]:
-    data_dir = Path(tempfile.mkdtemp(prefix="bench-"))
-    settings = Settings(database_url=database_url, secret_key=os.urandom(32), data_dir=data_dir)
-    services = Services.build(settings)
-    trips = RoundTrips(services.db)
-    runner = web.AppRunner(create_app(services), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    context = multiprocessing.get_context("spawn")
+    ready_recv, ready_send = context.Pipe(duplex=False)
+    stop_recv, stop_send = context.Pipe(duplex=False)
+    server = context.Process(target=serve, args=(database_url, ready_send, stop_recv))
+    server.start()
+    port = await asyncio.to_thread(ready_recv.recv)
     url = f"http://127.0.0.1:{port}/api/simulator/messages"
     per_user = messages // users
     connector = aiohttp.TCPConnector(limit=users)
@@ -96,13 +126,15 @@ async def run_ours(database_url: str, messages: int, users: int) -> tuple[float,
                     assert response.status == 200 and len(body["replies"]) == 1, body
 
         await person(-1)  # warm caches (prepared statements, catalogs)
-        trips.count = 0
+        stop_send.send("reset")
         started = time.perf_counter()
         await asyncio.gather(*(person(n) for n in range(users)))
         elapsed = time.perf_counter() - started
-    await runner.cleanup()
+    stop_send.send("stop")
+    trips = await asyncio.to_thread(ready_recv.recv)
+    server.join(30)
     done = per_user * users
-    return done / elapsed, trips.count / done
+    return done / elapsed, trips / done
 
 
 async def fresh_postgres(server_url: str) -> tuple[str, Any]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import delete, exists, func, insert, literal, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -72,23 +72,8 @@ class Turn:
         )
 
     async def _select_locked(self) -> Any:
-        seen = (
-            exists().where(Message.dedupe_key == self._dedupe_key)
-            if self._dedupe_key is not None
-            else literal(False)
-        )
-        stmt = (
-            select(
-                Contact.id, Contact.locale, Contact.country, Contact.status,
-                Contact.safe_to_text, Conversation.flow, Conversation.step,
-                Conversation.data, Conversation.version, Conversation.updated_at,
-                seen.label("seen"),
-            )
-            .join(Conversation, Conversation.contact_id == Contact.id)
-            .where(Contact.address_hash == self.address_hash)
-            .with_for_update(of=Contact)  # SQLite: BEGIN IMMEDIATE already serialises writers
-        )
-        return (await self._conn.execute(stmt)).first()
+        params = {"b_address_hash": self.address_hash, "b_dedupe_key": self._dedupe_key}
+        return (await self._conn.execute(_SELECT_LOCKED, params)).first()
 
     async def _create(self, now: datetime) -> None:
         dialect = self._conn.dialect.name
@@ -133,14 +118,10 @@ class Turn:
             await self._conn.execute(
                 update(Contact).where(Contact.id == self.contact_id).values(**changes)
             )
-        await self._conn.execute(
-            update(Conversation)
-            .where(Conversation.contact_id == self.contact_id)
-            .values(
-                flow=state.flow, step=state.step, data=state.data,
-                version=Conversation.version + 1, updated_at=now,
-            )
-        )
+        await self._conn.execute(_UPDATE_STATE, {
+            "b_contact_id": self.contact_id, "b_flow": state.flow, "b_step": state.step,
+            "b_data": state.data, "b_now": now,
+        })
         log = [
             {"contact_id": self.contact_id, "direction": "in", "dedupe_key": self._dedupe_key,
              "body_enc": self._vault.encrypt(inbound_text), "created_at": now}
@@ -149,7 +130,7 @@ class Turn:
              "body_enc": self._vault.encrypt(r.text), "created_at": now}
             for r in replies
         ]
-        await self._conn.execute(insert(Message), log)
+        await self._conn.execute(_INSERT_MESSAGE, log)
         return await self._enqueue(replies, now, contact_id=self.contact_id)
 
     async def erase(self, *, now: datetime, farewell: Sequence[OutgoingReply]) -> list[int]:
@@ -187,7 +168,7 @@ class Turn:
             }
             for r in replies
         ]
-        result = await self._conn.execute(insert(OutboxItem).returning(OutboxItem.id), rows)
+        result = await self._conn.execute(_INSERT_OUTBOX, rows)
         return sorted(result.scalars().all())
 
 
@@ -218,6 +199,30 @@ class Turns:
                 if turn.duplicate:
                     return None
                 return await body(turn)
+
+
+# Built once: constructing statements costs more than running them on a warm connection.
+# A NULL dedupe key (a message without a channel id) matches no row, so `seen` is false.
+_SELECT_LOCKED = (
+    select(
+        Contact.id, Contact.locale, Contact.country, Contact.status, Contact.safe_to_text,
+        Conversation.flow, Conversation.step, Conversation.data, Conversation.version,
+        Conversation.updated_at,
+        exists().where(Message.dedupe_key == bindparam("b_dedupe_key")).label("seen"),
+    )
+    .join(Conversation, Conversation.contact_id == Contact.id)
+    .where(Contact.address_hash == bindparam("b_address_hash"))
+    .with_for_update(of=Contact)  # SQLite: BEGIN IMMEDIATE already serialises writers
+)
+_UPDATE_STATE = (
+    update(Conversation)
+    .where(Conversation.contact_id == bindparam("b_contact_id"))
+    .values(flow=bindparam("b_flow"), step=bindparam("b_step"), data=bindparam("b_data",
+            type_=Conversation.data.type), version=Conversation.version + 1,
+            updated_at=bindparam("b_now"))
+)
+_INSERT_MESSAGE = insert(Message)
+_INSERT_OUTBOX = insert(OutboxItem).returning(OutboxItem.id, sort_by_parameter_order=True)
 
 
 def _aware(value: datetime | None) -> datetime | None:
