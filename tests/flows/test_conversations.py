@@ -280,3 +280,27 @@ async def test_a_keyword_option_chosen_by_number(phone: Phone) -> None:
     await welcome(phone)
     assert "Settings. What" in await phone.say("2")
     assert MENU_Q in await phone.say("5")  # "5. Main menu"
+
+
+async def test_two_processes_racing_on_one_contact_lose_no_update(
+    services: Services, database_url: str, tmp_path: object
+) -> None:
+    from tests.conftest import make_settings
+
+    other = Services.build(make_settings(database_url, tmp_path))  # type: ignore[arg-type]
+    try:
+        here, there = Phone(services, user="racer"), Phone(other, user="racer")
+        there._sent = 1000  # distinct message ids
+        await here.say("hi")
+        results = await asyncio.gather(*(
+            (here if n % 2 else there).send("menu") for n in range(20)
+        ))
+        # Each reply went to exactly one of the exchanges (whoever delivered first).
+        assert sum(len(r) for r in results) == 20
+        async with services.db.connect() as conn:
+            version = (await conn.execute(select(Conversation.version))).scalar_one()
+            inbound = (await conn.execute(select(func.count()).select_from(Message)
+                                          .where(Message.direction == "in"))).scalar_one()
+        assert (version, inbound) == (21, 21)
+    finally:
+        await other.close()
