@@ -4,7 +4,9 @@ Ours: an HTTP POST to /api/simulator/messages on a loopback server -> engine (ke
 choice matching, translation) -> one transaction (lock, dedupe, state, message log, outbox) ->
 delivery from the outbox -> JSON response. Theirs: aiogram's Dispatcher with in-memory FSM
 storage parsing the same number of Telegram updates (feed_raw_update) and answering each from a
-handler that moves an FSM state, with no database and no HTTP.
+handler that moves an FSM state, with no database and no HTTP (the design's baseline); and the
+same dispatcher behind aiogram's own aiohttp webhook handler in a process of its own, driven by
+the same load generator as ours (like for like: HTTP on both sides, no database on theirs).
 
 Both serve USERS people at once, each person's messages one after another, walking the same
 conversation: welcome (language, safety, country), then menu and settings back and forth.
@@ -97,19 +99,26 @@ def serve(database_url: str, ready: Any, stop: Any) -> None:
             command = await loop.run_in_executor(None, stop.recv)
             if command == "reset":
                 trips.count = 0
+                cpu_started = time.process_time()
             else:
-                ready.send(trips.count)
+                ready.send((trips.count, time.process_time() - cpu_started))
                 break
         await runner.cleanup()
 
-    asyncio.run(run())
+    if os.environ.get("BENCH_PROFILE"):  # where the server's time goes, for tuning
+        import cProfile
+
+        cProfile.runctx("asyncio.run(run())", globals(), locals(), os.environ["BENCH_PROFILE"])
+    else:
+        asyncio.run(run())
 
 
-async def run_ours(database_url: str, messages: int, users: int) -> tuple[float, float]:
+async def run_ours(database_url: str, messages: int, users: int) -> tuple[float, float, float]:
     context = multiprocessing.get_context("spawn")
     ready_recv, ready_send = context.Pipe(duplex=False)
     stop_recv, stop_send = context.Pipe(duplex=False)
-    server = context.Process(target=serve, args=(database_url, ready_send, stop_recv))
+    server = context.Process(target=serve, args=(database_url, ready_send, stop_recv),
+                             daemon=True)
     server.start()
     port = await asyncio.to_thread(ready_recv.recv)
     url = f"http://127.0.0.1:{port}/api/simulator/messages"
@@ -131,10 +140,10 @@ async def run_ours(database_url: str, messages: int, users: int) -> tuple[float,
         await asyncio.gather(*(person(n) for n in range(users)))
         elapsed = time.perf_counter() - started
     stop_send.send("stop")
-    trips = await asyncio.to_thread(ready_recv.recv)
+    trips, server_cpu = await asyncio.to_thread(ready_recv.recv)
     server.join(30)
     done = per_user * users
-    return done / elapsed, trips / done
+    return done / elapsed, trips / done, server_cpu / elapsed
 
 
 async def fresh_postgres(server_url: str) -> tuple[str, Any]:
@@ -241,6 +250,62 @@ async def run_aiogram(messages: int, users: int) -> float:
     return per_user * users / elapsed
 
 
+def serve_aiogram_webhook(ready: Any, stop: Any) -> None:
+    """aiogram's own webhook handler on aiohttp, answering in the HTTP response, in-memory FSM."""
+    from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+
+    async def run() -> None:
+        bot = Bot("42:BENCHMARK")
+        app = web.Application()
+        SimpleRequestHandler(aiogram_dispatcher(), bot, handle_in_background=False).register(
+            app, path="/webhook")
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        ready.send(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        await asyncio.get_running_loop().run_in_executor(None, stop.recv)
+        await runner.cleanup()
+        await bot.session.close()
+
+    asyncio.run(run())
+
+
+async def run_aiogram_webhook(messages: int, users: int) -> float:
+    context = multiprocessing.get_context("spawn")
+    ready_recv, ready_send = context.Pipe(duplex=False)
+    stop_recv, stop_send = context.Pipe(duplex=False)
+    server = context.Process(target=serve_aiogram_webhook, args=(ready_send, stop_recv),
+                             daemon=True)
+    server.start()
+    port = await asyncio.to_thread(ready_recv.recv)
+    url = f"http://127.0.0.1:{port}/webhook"
+    per_user = messages // users
+    update_id = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=users)) as session:
+
+        async def person(chat_id: int) -> None:
+            nonlocal update_id
+            for i, said in enumerate(script(per_user)):
+                update_id += 1
+                update = {"update_id": update_id, "message": {
+                    "message_id": i + 1, "date": 1767225600, "text": said,
+                    "chat": {"id": chat_id, "type": "private"},
+                    "from": {"id": chat_id, "is_bot": False, "first_name": "A"}}}
+                async with session.post(url, json=update) as response:
+                    # aiogram answers a webhook with the method as multipart/form-data.
+                    body = await response.read()
+                    assert response.status == 200 and b"sendMessage" in body, body
+
+        await person(10**9)
+        started = time.perf_counter()
+        await asyncio.gather(*(person(n + 1) for n in range(users)))
+        elapsed = time.perf_counter() - started
+    stop_send.send("stop")
+    server.join(30)
+    return per_user * users / elapsed
+
+
 # --- report -----------------------------------------------------------------------------------
 
 
@@ -256,7 +321,11 @@ async def main() -> None:
           f"{platform.python_version()}, {platform.platform()}")
     print(f"{args.messages} messages from {args.users} people at once\n")
     baseline = await run_aiogram(args.messages, args.users)
-    print(f"aiogram Dispatcher + MemoryStorage : {baseline:9.0f} msg/s")
+    print(f"aiogram Dispatcher + MemoryStorage : {baseline:9.0f} msg/s  (feed_raw_update, "
+          "no HTTP: the design's baseline)")
+    webhook = await run_aiogram_webhook(args.messages, args.users)
+    print(f"aiogram webhook over HTTP, memory  : {webhook:9.0f} msg/s  (own process, same "
+          "load generator as ours)")
     targets = []
     with tempfile.TemporaryDirectory() as tmp:
         sqlite_url = f"sqlite:///{tmp}/bench.db"
@@ -267,9 +336,11 @@ async def main() -> None:
             await asyncio.to_thread(upgrade, pg_url)
             targets.append(("PostgreSQL", pg_url, drop))
         for name, url, cleanup in targets:
-            rate, trips = await run_ours(url, args.messages, args.users)
+            rate, trips, busy = await run_ours(url, args.messages, args.users)
             print(f"hotline simulator path, {name:10s} : {rate:9.0f} msg/s  "
-                  f"ratio {rate / baseline:5.3f}  round trips/msg {trips:4.1f}")
+                  f"ratio {rate / baseline:5.3f} (vs webhook {rate / webhook:5.3f})  "
+                  f"round trips/msg {trips:4.1f}  "
+                  f"server CPU {busy:4.0%} of a core")
             if cleanup:
                 await cleanup()
 
