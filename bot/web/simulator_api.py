@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
@@ -76,9 +77,13 @@ def routes(simulator: Simulator, max_text_chars: int) -> list[web.RouteDef]:
         except BadRequest as exc:
             return _error(422, str(exc))
         replies = await simulator.exchange(message)
-        return web.json_response({"replies": [reply_json(r) for r in replies]})
+        return web.json_response({"replies": [reply_json(r) for r in replies]}, dumps=_dumps)
 
     return [web.post("/api/simulator/messages", post_message)]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)  # readable Cyrillic and Arabic, still UTF-8 JSON
 
 
 def _error(status: int, message: str) -> web.Response:
