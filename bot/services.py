@@ -7,13 +7,19 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from typing import TYPE_CHECKING
+
+from bot.channels.base import ChannelClient
 from bot.settings import Settings
 from flows.engine import Engine, FlowSettings
 from flows.standard import standard_registry
 from storage.crypto import Vault
 from storage.db import create_engine
-from storage.outbox import Outbox
+from storage.outbox import Outbox, Sender
 from storage.turns import Turns
+
+if TYPE_CHECKING:
+    from aiogram import Bot, Dispatcher
 
 
 @dataclass
@@ -24,6 +30,10 @@ class Services:
     turns: Turns
     outbox: Outbox
     engine: Engine
+    sender: Sender
+    clients: dict[str, ChannelClient]
+    telegram_bot: Bot | None = None
+    telegram_dispatcher: Dispatcher | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -38,7 +48,23 @@ class Services:
             ),
             idle_after=timedelta(minutes=settings.idle_minutes),
         )
-        return cls(settings, db, vault, turns, Outbox(db, vault), engine)
+        sender = Sender(db, vault)
+        clients: dict[str, ChannelClient] = {}
+        bot = dispatcher = None
+        if settings.telegram_bot_token:
+            # aiogram takes seconds to import (pydantic models): only when Telegram is used.
+            from bot.channels.telegram import TelegramClient, make_bot, telegram_dispatcher
+
+            bot = make_bot(settings.telegram_bot_token, settings.telegram_api_base)
+            clients["telegram"] = TelegramClient(
+                bot, per_second=settings.telegram_per_second,
+                per_chat_per_second=settings.telegram_per_chat_per_second,
+            )
+            dispatcher = telegram_dispatcher(engine, sender, turns.address_hash)
+        return cls(settings, db, vault, turns, Outbox(db, vault), engine, sender, clients,
+                   bot, dispatcher)
 
     async def close(self) -> None:
+        for client in self.clients.values():
+            await client.close()
         await self.db.dispose()

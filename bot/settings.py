@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,17 @@ class Settings:
     human_contact: str | None = None
     idle_minutes: int = 24 * 60
     max_text_chars: int = 10_000
+    public_base_url: str | None = None
+    telegram_bot_token: str | None = None
+    telegram_webhook_secret: str | None = None
+    telegram_api_base: str | None = None
+    telegram_per_second: float = 30.0
+    telegram_per_chat_per_second: float = 1.0
+
+    @property
+    def telegram_webhook(self) -> bool:
+        """Webhook mode when the service has a public address; long polling otherwise."""
+        return bool(self.telegram_bot_token and self.public_base_url)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -50,7 +62,56 @@ class Settings:
             organisation=env.get("ORGANISATION_NAME", "Hotline"),
             human_contact=env.get("HUMAN_CONTACT") or None,
             idle_minutes=_int(env, "IDLE_RESET_MINUTES", 24 * 60, 1, 60 * 24 * 365),
+            **_telegram(env),
         )
+
+
+_SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
+_BOT_TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]{5,}$")
+
+
+def _telegram(env: Mapping[str, str]) -> dict[str, object]:
+    public = (env.get("PUBLIC_BASE_URL") or "").rstrip("/") or None
+    if public and not re.match(r"^https?://[^/\s]+", public):
+        raise SettingsError(f"PUBLIC_BASE_URL must be an http(s) URL, not {public!r}")
+    token = env.get("TELEGRAM_BOT_TOKEN") or None
+    secret = env.get("TELEGRAM_WEBHOOK_SECRET") or None
+    api_base = (env.get("TELEGRAM_API_BASE") or "").rstrip("/") or None
+    if token and not _BOT_TOKEN.match(token):
+        raise SettingsError("TELEGRAM_BOT_TOKEN does not look like a bot token (123456:ABC...)")
+    if token and public and not secret:
+        raise SettingsError(
+            "TELEGRAM_WEBHOOK_SECRET is required for the Telegram webhook (PUBLIC_BASE_URL is "
+            "set): without it anyone could post fake updates. Use 16 to 256 letters, digits, "
+            "'_' or '-'."
+        )
+    if secret and not _SECRET_TOKEN.match(secret):
+        raise SettingsError(
+            "TELEGRAM_WEBHOOK_SECRET must be 16 to 256 letters, digits, '_' or '-'"
+        )
+    if api_base and not re.match(r"^https?://", api_base):
+        raise SettingsError(f"TELEGRAM_API_BASE must be an http(s) URL, not {api_base!r}")
+    return {
+        "public_base_url": public,
+        "telegram_bot_token": token,
+        "telegram_webhook_secret": secret,
+        "telegram_api_base": api_base,
+        "telegram_per_second": _float(env, "TELEGRAM_RATE_PER_SECOND", 30.0),
+        "telegram_per_chat_per_second": _float(env, "TELEGRAM_RATE_PER_CHAT_PER_SECOND", 1.0),
+    }
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, not {raw!r}") from None
+    if not 0 < value <= 100_000:
+        raise SettingsError(f"{name} must be above 0 and at most 100000, not {value}")
+    return value
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:

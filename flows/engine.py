@@ -38,6 +38,8 @@ class Inbound:
     message_id: str | None = None  # the channel's id, for de-duplication
     locale_hint: str | None = None  # e.g. Telegram's language_code
     country_hint: str | None = None  # e.g. the country of a phone number
+    unsupported: bool = False  # a photo, sticker, voice note or edit: nothing we can read
+    start_payload: str | None = None  # a deep link's payload: t.me/bot?start=<payload>
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class Context:
     locale_hint: str | None
     turn: Turn
     registry: Registry
+    start_payload: str | None = None
 
     def word(self, keyword: str) -> str:
         """The first word that triggers a keyword in this contact's language, as texts
@@ -135,6 +138,7 @@ class Registry:
         keywords: Sequence[Keyword],
         when_stopped: Callable[[Context], Awaitable[Outcome]],
         lost: Callable[[Context], Awaitable[Outcome]],
+        unsupported: Callable[[Context], Awaitable[Outcome]],
     ) -> None:
         self.flows = {f.name: f for f in flows}
         self.start = start
@@ -142,6 +146,7 @@ class Registry:
         self.keywords = {k.name: k for k in keywords}
         self.when_stopped = when_stopped
         self.lost = lost
+        self.unsupported = unsupported
         for ref in (start, home):
             self.step(ref)  # fail at start-up, not in a conversation
         self._words = self._keyword_table(keywords)
@@ -241,11 +246,14 @@ class Engine:
         ctx = Context(
             profile=profile, data=state.data, channel=inbound.channel, now=now,
             settings=self._settings, locale_hint=inbound.locale_hint, turn=turn,
-            registry=self._registry,
+            registry=self._registry, start_payload=inbound.start_payload,
         )
         text = clean_input(inbound.text or "")
         choice = clean_input(inbound.choice) if inbound.choice else None
-        current, outcome = await self._decide(ctx, state, text, choice, now)
+        if inbound.unsupported and profile.status != "stopped":
+            current, outcome = self._current(state), await self._registry.unsupported(ctx)
+        else:
+            current, outcome = await self._decide(ctx, state, text, choice, now)
         replies = await self._compose(ctx, state, current, outcome)
         log.info("turn contact=%s step=%s/%s replies=%d", turn.contact_id, state.flow,
                  state.step, len(replies))

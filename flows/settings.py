@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flows.choices import Option
 from flows.engine import Answer, Context, Flow, Outcome, Prompt, Step
-from flows.i18n import N_, language_name
+from flows.i18n import N_, language_name, shipped_locale
 from flows.welcome import HOME, country_options, language_options, yes_no_unsure
 
 
@@ -83,6 +83,12 @@ async def on_stop(ctx: Context) -> Outcome:
 
 async def on_start(ctx: Context) -> Outcome:
     ctx.profile.status = "active"
+    # A deep link may carry the language (t.me/bot?start=ru): no need to ask it.
+    chosen = shipped_locale(ctx.start_payload)
+    if chosen:
+        ctx.profile.locale = chosen
+        if ctx.profile.safe_to_text is None:
+            return Outcome(goto=("welcome", "safety"))
     if ctx.profile.locale is None:
         return Outcome(goto=("welcome", "language"))
     return Outcome(say=[ctx.t(N_("Welcome back."))], goto=HOME)

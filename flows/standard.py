@@ -17,6 +17,13 @@ async def on_help(ctx: Context) -> Outcome:
     return Outcome(say=[text], reprompt=True)
 
 
+async def on_unsupported(ctx: Context) -> Outcome:
+    return Outcome(
+        say=[ctx.t(N_("I can only read text messages. Please write to me in words."))],
+        reprompt=True,
+    )
+
+
 async def on_menu(ctx: Context) -> Outcome:
     return Outcome(goto=menu.HOME)
 
@@ -55,4 +62,5 @@ def standard_registry() -> Registry:
         keywords=KEYWORDS,
         when_stopped=settings.when_stopped,
         lost=menu.on_lost,
+        unsupported=on_unsupported,
     )

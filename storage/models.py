@@ -112,3 +112,9 @@ class OutboxItem(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(String(200))
+    # The provider's id for the sent message (Telegram message id, Twilio SID): status
+    # callbacks find the row by it.
+    provider_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Times a lease ran out while the row was being sent (a worker died mid-send): each is a
+    # message that may have reached the person twice.
+    resends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

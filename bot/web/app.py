@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from bot.sender import SenderLoop
 from bot.channels.simulator import Simulator
 from bot.services import Services
 from bot.web import simulator_api
 from bot.web.page import STATIC, simulator_page
 
 log = logging.getLogger(__name__)
+TELEGRAM_WEBHOOK_PATH = "/webhooks/telegram"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -33,7 +36,9 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
                                  status=500)
 
 
-def create_app(services: Services) -> web.Application:
+def create_app(services: Services, *, background: bool = True) -> web.Application:
+    """The web app; with `background` it also runs the sender and, without a public address,
+    Telegram long polling, so that one process is the whole service."""
     app = web.Application(middlewares=[errors_as_json], client_max_size=256 * 1024)
     simulator = Simulator(services.engine, services.turns, services.outbox)
     app.add_routes(simulator_api.routes(simulator, services.settings.max_text_chars))
@@ -43,11 +48,58 @@ def create_app(services: Services) -> web.Application:
         web.static("/static", STATIC),
     ])
 
+    settings = services.settings
+    if services.telegram_dispatcher is not None and settings.telegram_webhook:
+        from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+
+        SimpleRequestHandler(
+            services.telegram_dispatcher, services.telegram_bot,
+            handle_in_background=False,  # acknowledge only after the turn committed
+            secret_token=settings.telegram_webhook_secret,
+        ).register(app, path=TELEGRAM_WEBHOOK_PATH)
+    if background:
+        app.cleanup_ctx.append(lambda _app: run_background(services))
+
     async def close(_app: web.Application) -> None:
         await services.close()
 
     app.on_cleanup.append(close)
     return app
+
+
+async def run_background(services: Services) -> AsyncIterator[None]:
+    """The sender, Telegram's webhook registration or long polling, for as long as the app
+    runs."""
+    stop = asyncio.Event()
+    tasks = []
+    if services.clients:
+        loop = SenderLoop(services.sender, services.clients)
+        tasks.append(asyncio.create_task(loop.run(stop), name="sender"))
+    bot, dispatcher = services.telegram_bot, services.telegram_dispatcher
+    settings = services.settings
+    if bot is not None and dispatcher is not None:
+        from bot.channels.telegram import ALLOWED_UPDATES
+
+        if settings.telegram_webhook:
+            await bot.set_webhook(
+                f"{settings.public_base_url}{TELEGRAM_WEBHOOK_PATH}",
+                secret_token=settings.telegram_webhook_secret,
+                allowed_updates=ALLOWED_UPDATES,
+            )
+        else:
+            await bot.delete_webhook()  # Telegram refuses getUpdates while a webhook is set
+            tasks.append(asyncio.create_task(dispatcher.start_polling(
+                bot, handle_signals=False, close_bot_session=False,
+                allowed_updates=ALLOWED_UPDATES, polling_timeout=25,
+            ), name="telegram polling"))
+    yield
+    stop.set()
+    if dispatcher is not None and not settings.telegram_webhook:
+        try:
+            await dispatcher.stop_polling()
+        except RuntimeError:
+            pass  # polling had not started (or already ended)
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _health(_request: web.Request) -> web.Response:

@@ -1,0 +1,176 @@
+"""Telegram through aiogram 3: updates in (webhook or long polling), replies out.
+
+Inbound handlers are thin: they turn an update into an `Inbound` and hand it to the engine,
+which commits before the handler returns, so Telegram is acknowledged only after the commit (a
+webhook delivery that fails is redelivered and de-duplicated by its message id).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from typing import Any
+
+from aiogram import Bot, Dispatcher, F, Router
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
+from aiogram.filters import CommandObject, CommandStart
+from aiogram.types import (
+    CallbackQuery,
+    ChatMemberUpdated,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+)
+
+from bot.channels.base import Failed, Result, Retry, Sent
+from bot.channels.render import render_telegram
+from flows.engine import Engine, Inbound
+from storage.outbox import Claimed, Sender
+
+CHANNEL = "telegram"
+MAX_TEXT = 4096  # characters of one message's text, after entity parsing
+GLOBAL_SCOPE = "telegram"
+log = logging.getLogger(__name__)
+
+
+def make_bot(token: str, api_base: str | None = None) -> Bot:
+    """aiogram's Bot, pointed at `api_base` when a Bot API server other than Telegram's is
+    used (a self-hosted one, or a fake in tests)."""
+    session = (
+        AiohttpSession(api=TelegramAPIServer.from_base(api_base))
+        if api_base else AiohttpSession()
+    )
+    return Bot(token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
+
+
+def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
+    """Split at the last paragraph break, else line break, else space, that leaves the part at
+    least half full; a run with none of them is cut hard."""
+    parts: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        window = rest[:limit]
+        cut = next((at for at in (window.rfind(sep) for sep in ("\n\n", "\n", " "))
+                    if at >= limit // 2), limit)
+        parts.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip("\n ")
+    parts.append(rest)
+    return [p for p in parts if p] or [""]
+
+
+class TelegramClient:
+    """Sends outbox rows with aiogram's Bot and maps Telegram's answers to sender results."""
+
+    channel = CHANNEL
+
+    def __init__(self, bot: Bot, *, per_second: float = 30.0, per_chat_per_second: float = 1.0):
+        self.bot = bot
+        self._global_interval = 1.0 / per_second
+        self._chat_interval = 1.0 / per_chat_per_second
+
+    def scopes(self, item: Claimed) -> list[tuple[str, float]]:
+        return [(GLOBAL_SCOPE, self._global_interval),
+                (f"telegram:{item.address_hash.hex()}", self._chat_interval)]
+
+    def cost(self, item: Claimed) -> float:
+        return float(len(split_text(item.reply.text)))
+
+    async def send(self, item: Claimed) -> Result:
+        rendered = render_telegram(item.reply)
+        parts = split_text(rendered.text)
+        keyboard = (
+            InlineKeyboardMarkup(inline_keyboard=[
+                [InlineKeyboardButton(text=label, callback_data=choice_id[:64])]
+                for choice_id, label in rendered.choices
+            ])
+            if rendered.choices else None
+        )
+        try:
+            sent = None
+            for index, part in enumerate(parts):
+                sent = await self.bot.send_message(
+                    chat_id=int(item.address),
+                    text=html.escape(part, quote=False),
+                    reply_markup=keyboard if index == len(parts) - 1 else None,
+                )
+        except TelegramRetryAfter as exc:
+            return Retry("429 too many requests", pause=float(exc.retry_after),
+                         scope=GLOBAL_SCOPE)
+        except TelegramForbiddenError:
+            return Failed("403: the person blocked the bot", stop_contact=True)
+        except TelegramUnauthorizedError:
+            return Retry("401: the bot token was refused")  # an operator must fix the token
+        except TelegramBadRequest as exc:
+            return Failed(f"400: {exc.message}"[:200])
+        except (TelegramServerError, TelegramNetworkError) as exc:
+            return Retry(f"{type(exc).__name__}: {exc.message}"[:200])
+        return Sent(provider_id=str(sent.message_id) if sent else None)
+
+    async def close(self) -> None:
+        await self.bot.session.close()
+
+
+def telegram_dispatcher(engine: Engine, outbox: Sender, hash_address: Any) -> Dispatcher:
+    """A dispatcher whose handlers feed the engine; it answers nothing itself."""
+    router = Router(name="hotline")
+
+    def inbound(message: Message, **fields: Any) -> Inbound:
+        user = message.from_user
+        return Inbound(
+            channel=CHANNEL,
+            address=str(message.chat.id),
+            locale_hint=user.language_code if user else None,
+            **fields,
+        )
+
+    @router.message(CommandStart())
+    async def start(message: Message, command: CommandObject) -> None:
+        await engine.handle(inbound(message, text="/start", start_payload=command.args,
+                                    message_id=f"m{message.message_id}"))
+
+    @router.message(F.text)
+    async def text(message: Message) -> None:
+        await engine.handle(inbound(message, text=message.text,
+                                    message_id=f"m{message.message_id}"))
+
+    @router.message()
+    async def not_text(message: Message) -> None:  # photos, stickers, voice notes, ...
+        await engine.handle(inbound(message, unsupported=True,
+                                    message_id=f"m{message.message_id}"))
+
+    @router.edited_message()
+    async def edited(message: Message) -> None:
+        await engine.handle(inbound(message, unsupported=True,
+                                    message_id=f"e{message.message_id}:{message.edit_date}"))
+
+    @router.callback_query()
+    async def pressed(query: CallbackQuery) -> Any:
+        if query.message is not None and query.data:
+            user = query.from_user
+            await engine.handle(Inbound(
+                channel=CHANNEL, address=str(query.message.chat.id), choice=query.data,
+                message_id=f"c{query.id}", locale_hint=user.language_code if user else None,
+            ))
+        return query.answer()  # stops the button's spinner (sent as the webhook's answer)
+
+    @router.my_chat_member()
+    async def membership(update: ChatMemberUpdated) -> None:
+        if update.new_chat_member.status == "kicked":  # the person blocked the bot
+            await outbox.stop_address(CHANNEL, hash_address(CHANNEL, str(update.chat.id)))
+
+    dispatcher = Dispatcher()
+    dispatcher.include_router(router)
+    return dispatcher
+
+
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]

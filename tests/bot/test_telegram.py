@@ -1,0 +1,270 @@
+"""Telegram end to end in one process: the fake Bot API on loopback, aiogram's real client and
+webhook handler, the engine, the outbox and the sender."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import func, select
+
+from bot.channels.telegram import TelegramClient, split_text
+from bot.ratelimit import RateLimiter
+from bot.sender import SenderLoop
+from bot.services import Services
+from bot.web.app import create_app
+from flows.i18n import translator
+from storage.models import Contact, OutboxItem
+from tests.conftest import make_settings
+from tests.fakes.telegram import FakeTelegram, callback_update, message_update
+
+SECRET = "s3cret-token-for-tests-0123456789"
+CHAT = 4242
+
+
+class Clock:
+    """Real time, moved forward by what a test adds to `skip`."""
+
+    def __init__(self) -> None:
+        self.skip = timedelta()
+
+    @property
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc) + self.skip
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    yield FakeTelegram(enforce_limits=False)
+
+
+@pytest.fixture
+async def api(fake: FakeTelegram) -> AsyncIterator[TestServer]:
+    server = TestServer(fake.app())
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def services(database_url: str, tmp_path: Path, fake: FakeTelegram,
+                   api: TestServer) -> AsyncIterator[Services]:
+    built = Services.build(make_settings(
+        database_url, tmp_path, telegram_bot_token=fake.token,
+        telegram_api_base=str(api.make_url("")).rstrip("/"),
+        public_base_url="https://hotline.example.org", telegram_webhook_secret=SECRET,
+    ))
+    yield built
+    await built.close()
+
+
+@pytest.fixture
+async def client(services: Services) -> AsyncIterator[TestClient]:
+    async with TestClient(TestServer(create_app(services, background=False))) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def sender(services: Services, clock: Clock) -> SenderLoop:
+    return SenderLoop(services.sender, services.clients, clock=clock, max_attempts=3)
+
+
+async def deliver(client: TestClient, kind: str, payload: dict, update_id: int,
+                  secret: str | None = SECRET) -> int:
+    headers = {"X-Telegram-Bot-Api-Secret-Token": secret} if secret is not None else {}
+    response = await client.post("/webhooks/telegram", json={"update_id": update_id,
+                                                               kind: payload}, headers=headers)
+    return response.status
+
+
+async def contacts(services: Services) -> int:
+    async with services.db.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(Contact))).scalar_one())
+
+
+async def test_the_webhook_needs_the_secret_token(client: TestClient, services: Services) -> None:
+    assert await deliver(client, "message", message_update(CHAT, 1, "hi"), 1, None) == 401
+    assert await deliver(client, "message", message_update(CHAT, 1, "hi"), 1, "wrong" * 8) == 401
+    assert await contacts(services) == 0
+    assert await deliver(client, "message", message_update(CHAT, 1, "hi"), 1) == 200
+    assert await contacts(services) == 1
+
+
+async def test_a_conversation_with_buttons(
+    client: TestClient, sender: SenderLoop, fake: FakeTelegram
+) -> None:
+    assert await deliver(client, "message", message_update(CHAT, 1, "/start"), 1) == 200
+    assert await sender.run_once() == 1
+    assert "Choose your language:" in fake.texts(CHAT)[-1]
+    assert ["ru"] in fake.buttons(CHAT)
+    assert await deliver(client, "callback_query", callback_update(CHAT, "q1", "ru"), 2) == 200
+    await sender.run_once()
+    ru = translator("ru")
+    assert fake.texts(CHAT)[-1] == ru("Is it safe for you to get messages from us on this phone?")
+    assert fake.buttons(CHAT) == [["yes"], ["no"], ["unsure"]]
+
+
+async def test_a_redelivered_update_is_answered_once(
+    client: TestClient, sender: SenderLoop, fake: FakeTelegram
+) -> None:
+    for _ in range(3):
+        assert await deliver(client, "message", message_update(CHAT, 7, "hello"), 70) == 200
+    await sender.run_once()
+    assert len(fake.texts(CHAT)) == 1
+
+
+async def test_a_deep_link_chooses_the_language(
+    client: TestClient, sender: SenderLoop, fake: FakeTelegram
+) -> None:
+    await deliver(client, "message", message_update(CHAT, 1, "/start uk"), 1)
+    await sender.run_once()
+    assert fake.texts(CHAT) == [
+        translator("uk")("Is it safe for you to get messages from us on this phone?")]
+
+
+async def test_updates_without_text_get_a_polite_answer(
+    client: TestClient, sender: SenderLoop, fake: FakeTelegram
+) -> None:
+    sticker = {"file_id": "f", "file_unique_id": "u", "type": "regular", "width": 512,
+               "height": 512, "is_animated": False, "is_video": False}
+    assert await deliver(client, "message", message_update(CHAT, 1, sticker=sticker), 1) == 200
+    voice = {"file_id": "v", "file_unique_id": "w", "duration": 3}
+    assert await deliver(client, "message", message_update(CHAT, 2, voice=voice), 2) == 200
+    edited = message_update(CHAT, 3, "hi", edit_date=1767225700)
+    assert await deliver(client, "edited_message", edited, 3) == 200
+    await sender.run_once()
+    texts = fake.texts(CHAT)
+    assert len(texts) == 3
+    assert all("I can only read text messages" in t for t in texts)
+
+
+async def test_a_person_who_blocks_the_bot_is_stopped_until_start(
+    client: TestClient, sender: SenderLoop, fake: FakeTelegram, services: Services
+) -> None:
+    await deliver(client, "message", message_update(CHAT, 1, "hi"), 1)
+    fake.blocked.add(CHAT)
+    await sender.run_once()
+    async with services.db.connect() as conn:
+        status = (await conn.execute(select(Contact.status))).scalar_one()
+        row = (await conn.execute(select(OutboxItem.status, OutboxItem.last_error))).one()
+    assert status == "stopped"
+    assert row.status == "failed" and "blocked" in row.last_error
+    fake.blocked.clear()
+    await deliver(client, "message", message_update(CHAT, 2, "/start"), 2)
+    await sender.run_once()
+    assert "Choose your language:" in fake.texts(CHAT)[-1]
+    async with services.db.connect() as conn:
+        assert (await conn.execute(select(Contact.status))).scalar_one() == "active"
+
+
+async def test_blocking_reported_by_telegram_stops_the_contact(
+    client: TestClient, services: Services
+) -> None:
+    await deliver(client, "message", message_update(CHAT, 1, "hi"), 1)
+    member = {"chat": {"id": CHAT, "type": "private"},
+              "from": {"id": CHAT, "is_bot": False, "first_name": "A"}, "date": 1767225600,
+              "old_chat_member": {"status": "member",
+                                  "user": {"id": 1, "is_bot": True, "first_name": "B"}},
+              "new_chat_member": {"status": "kicked", "until_date": 0,
+                                  "user": {"id": 1, "is_bot": True, "first_name": "B"}}}
+    assert await deliver(client, "my_chat_member", member, 2) == 200
+    async with services.db.connect() as conn:
+        assert (await conn.execute(select(Contact.status))).scalar_one() == "stopped"
+
+
+async def test_429_pauses_sending_and_the_message_goes_later(
+    client: TestClient, sender: SenderLoop, fake: FakeTelegram, clock: Clock,
+    services: Services,
+) -> None:
+    fake.retry_after = 7
+    await deliver(client, "message", message_update(CHAT, 1, "hi"), 1)
+    fake.fail_next("sendMessage", 429, "Too Many Requests: retry after 7")
+    await sender.run_once()
+    assert fake.texts(CHAT) == []
+    async with services.db.connect() as conn:
+        row = (await conn.execute(select(OutboxItem.status, OutboxItem.next_attempt_at))).one()
+    assert row.status == "queued"
+    due = row.next_attempt_at.replace(tzinfo=row.next_attempt_at.tzinfo or timezone.utc)
+    assert timedelta(seconds=6) < due - clock.now <= timedelta(seconds=8)
+    assert await sender.run_once() == 0  # not due yet
+    clock.skip += timedelta(seconds=8)
+    await sender.run_once()
+    assert len(fake.texts(CHAT)) == 1
+
+
+async def test_server_errors_are_retried_then_failed_with_the_reason(
+    client: TestClient, sender: SenderLoop, fake: FakeTelegram, clock: Clock,
+    services: Services,
+) -> None:
+    await deliver(client, "message", message_update(CHAT, 1, "hi"), 1)
+    fake.fail_next("sendMessage", 502, "Bad Gateway", times=3)
+    for _ in range(3):
+        await sender.run_once()
+        clock.skip += timedelta(minutes=10)
+    async with services.db.connect() as conn:
+        row = (await conn.execute(select(OutboxItem.status, OutboxItem.last_error,
+                                         OutboxItem.attempts))).one()
+    assert (row.status, row.attempts) == ("failed", 3)
+    assert "gave up after 3 attempts" in row.last_error and "Bad Gateway" in row.last_error
+    assert fake.texts(CHAT) == []
+
+
+async def test_a_bad_request_is_not_retried(
+    client: TestClient, sender: SenderLoop, fake: FakeTelegram, services: Services
+) -> None:
+    await deliver(client, "message", message_update(CHAT, 1, "hi"), 1)
+    fake.fail_next("sendMessage", 400, "Bad Request: chat not found")
+    await sender.run_once()
+    async with services.db.connect() as conn:
+        row = (await conn.execute(select(OutboxItem.status, OutboxItem.last_error,
+                                         OutboxItem.attempts))).one()
+    assert (row.status, row.attempts) == ("failed", 1)
+    assert "chat not found" in row.last_error
+
+
+def test_long_replies_split_at_paragraphs() -> None:
+    paragraph = "word " * 300  # 1,500 characters
+    text = "\n\n".join([paragraph.strip()] * 5)
+    parts = split_text(text)
+    assert len(parts) == 3
+    assert all(len(p) <= 4096 for p in parts)
+    assert "\n\n".join(parts) == text
+    assert split_text("x" * 5000) == ["x" * 4096, "x" * 904]
+
+
+async def test_html_is_escaped_and_long_text_is_sent_in_parts(
+    services: Services, fake: FakeTelegram
+) -> None:
+    from storage.outbox import Claimed
+    from storage.records import OutgoingReply
+
+    client = services.clients["telegram"]
+    assert isinstance(client, TelegramClient)
+    reply = OutgoingReply("a <b>bold</b> & claim\n\n" + "y" * 5000, (("yes", "Yes"),))
+    item = Claimed(1, "telegram", str(CHAT), b"h", None, reply, 1, False)
+    result = await client.send(item)
+    assert result.provider_id == "2"  # type: ignore[union-attr]
+    first, second = fake.sent
+    assert first.text.startswith("a &lt;b&gt;bold&lt;/b&gt; &amp; claim")
+    assert first.reply_markup is None and second.reply_markup is not None
+    assert client.cost(item) == 2
+
+
+async def test_the_limiter_never_sends_inside_a_pause() -> None:
+    now = [0.0]
+    limiter = RateLimiter(clock=lambda: now[0])
+    assert limiter.reserve("bot", 1 / 30) == 0
+    assert limiter.reserve("bot", 1 / 30) == pytest.approx(1 / 30)
+    limiter.pause("bot", 5)
+    assert limiter.reserve("bot", 1 / 30) == pytest.approx(5)
