@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 import uuid
+from datetime import timedelta
 
 from aiohttp import web
 
 from bot.channels.simulator import STYLES, Simulator, SimulatorMessage
+from bot.sender import SenderLoop
 from bot.services import Services
 from bot.settings import Settings, SettingsError
 from storage.crypto import new_master_key
@@ -31,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     chat.add_argument("--style", choices=STYLES, default="sms")
     chat.add_argument("--user", default=None, help="who you are (default: a new person)")
     chat.add_argument("--language", default=None, help="the phone's language, e.g. ru")
+    commands.add_parser("worker", help="send what the outbox holds (run as many as needed)")
     key = commands.add_parser("key", help="encryption keys")
     key.add_argument("action", choices=["new"])
     args = parser.parse_args(argv)
@@ -50,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "run":
         return _run(settings, args.host or settings.host, args.port or settings.port)
+    if args.command == "worker":
+        return asyncio.run(_worker(settings))
     return asyncio.run(_chat(settings, args.style, args.user or f"terminal-{uuid.uuid4()}",
                              args.language))
 
@@ -76,6 +82,30 @@ def _run(settings: Settings, host: str, port: int) -> int:
     except SettingsError as exc:
         print(f"hotline: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+async def _worker(settings: Settings) -> int:
+    """The sender alone: `hotline run` has one inside; production runs these beside `web`."""
+    try:
+        services = await _ready(settings)
+    except SettingsError as exc:
+        print(f"hotline: {exc}", file=sys.stderr)
+        return 2
+    if not services.clients:
+        await services.close()
+        print("hotline: no channel to send through: set TELEGRAM_BOT_TOKEN", file=sys.stderr)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    log.info("worker sending through %s", ", ".join(sorted(services.clients)))
+    try:
+        await SenderLoop(services.sender, services.clients,
+                         lease=timedelta(seconds=settings.sender_lease_seconds)).run(stop)
+    finally:
+        await services.close()
     return 0
 
 

@@ -37,6 +37,7 @@ class Settings:
     telegram_api_base: str | None = None
     telegram_per_second: float = 30.0
     telegram_per_chat_per_second: float = 1.0
+    sender_lease_seconds: int = 120
 
     @property
     def telegram_webhook(self) -> bool:
@@ -62,6 +63,7 @@ class Settings:
             organisation=env.get("ORGANISATION_NAME", "Hotline"),
             human_contact=env.get("HUMAN_CONTACT") or None,
             idle_minutes=_int(env, "IDLE_RESET_MINUTES", 24 * 60, 1, 60 * 24 * 365),
+            sender_lease_seconds=_int(env, "SENDER_LEASE_SECONDS", 120, 5, 3600),
             **_telegram(env),
         )
 

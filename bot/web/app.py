@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 
 from aiohttp import web
 
@@ -72,8 +73,10 @@ async def run_background(services: Services) -> AsyncIterator[None]:
     runs."""
     stop = asyncio.Event()
     tasks = []
+    settings = services.settings
     if services.clients:
-        loop = SenderLoop(services.sender, services.clients)
+        loop = SenderLoop(services.sender, services.clients,
+                          lease=timedelta(seconds=settings.sender_lease_seconds))
         tasks.append(asyncio.create_task(loop.run(stop), name="sender"))
     bot, dispatcher = services.telegram_bot, services.telegram_dispatcher
     settings = services.settings

@@ -1,0 +1,184 @@
+"""Telegram with real `hotline` processes: aiogram's client and dispatcher against the fake Bot
+API on loopback, long polling and webhook, and a worker killed in the middle of sending."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from sqlalchemy import func, select
+
+from bot.services import Services
+from flows.engine import Inbound
+from flows.i18n import translator
+from storage.crypto import new_master_key, parse_master_key
+from storage.models import OutboxItem
+from tests.conftest import make_settings
+from tests.fakes.telegram import FakeTelegram, callback_update, message_update
+
+HOTLINE = str(Path(sys.executable).with_name("hotline"))
+SECRET = "webhook-secret-for-the-e2e-test"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[tuple[FakeTelegram, str]]:
+    telegram = FakeTelegram()
+    server = TestServer(telegram.app())
+    await server.start_server()
+    yield telegram, str(server.make_url("")).rstrip("/")
+    await server.close()
+
+
+@pytest.fixture
+def env(tmp_path: Path, database_url: str, fake: tuple[FakeTelegram, str]) -> dict[str, str]:
+    telegram, base = fake
+    return {**os.environ, "DATA_DIR": str(tmp_path / "var"), "DATABASE_URL": database_url,
+            "HOTLINE_SECRET_KEY": new_master_key(), "TELEGRAM_BOT_TOKEN": telegram.token,
+            "TELEGRAM_API_BASE": base, "PYTHONUNBUFFERED": "1"}
+
+
+async def start(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        HOTLINE, *args, env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
+
+
+async def stop(process: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> str:
+    if process.returncode is None:
+        process.send_signal(sig)
+    output, _ = await asyncio.wait_for(process.communicate(), 30)
+    return output.decode()
+
+
+async def until(condition: Callable[[], bool], seconds: float = 30) -> None:
+    for _ in range(int(seconds * 20)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def migrate(env: dict[str, str]) -> None:
+    process = await start("db", "upgrade", env=env)
+    assert await process.wait() == 0
+
+
+async def test_a_conversation_over_long_polling(
+    env: dict[str, str], fake: tuple[FakeTelegram, str]
+) -> None:
+    telegram, _ = fake
+    await migrate(env)
+    process = await start("run", "--port", str(free_port()), env=env)
+    try:
+        chat = 777
+        telegram.push_update("message", message_update(chat, 1, "/start", language_code="ru"))
+        await until(lambda: len(telegram.texts(chat)) == 1)
+        assert "Выберите язык" in telegram.texts(chat)[0]
+        telegram.push_update("callback_query", callback_update(chat, "q1", "ky"))
+        await until(lambda: len(telegram.texts(chat)) == 2)
+        assert telegram.texts(chat)[1] == translator("ky")(
+            "Is it safe for you to get messages from us on this phone?")
+        telegram.push_update("message", message_update(chat, 2, "SOS"))
+        await until(lambda: len(telegram.texts(chat)) == 3)
+        assert "112" in telegram.texts(chat)[2]
+        assert telegram.violations == 0
+    finally:
+        log = await stop(process)
+    assert "777" not in log and "SOS" not in log  # no chat id, no text in the log
+
+
+async def test_the_webhook_with_a_correct_and_a_forged_secret(
+    env: dict[str, str], fake: tuple[FakeTelegram, str]
+) -> None:
+    telegram, _ = fake
+    port = free_port()
+    env = {**env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+           "TELEGRAM_WEBHOOK_SECRET": SECRET}
+    await migrate(env)
+    process = await start("run", "--port", str(port), env=env)
+    try:
+        await until(lambda: bool(telegram.webhook))
+        assert telegram.webhook["url"] == f"http://127.0.0.1:{port}/webhooks/telegram"
+        assert telegram.webhook["secret_token"] == SECRET
+        update = {"update_id": 1, "message": message_update(55, 1, "hello")}
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{port}/webhooks/telegram"
+            async with http.post(url, json=update, headers={
+                    "X-Telegram-Bot-Api-Secret-Token": "forged-secret-0000000"}) as response:
+                assert response.status == 401
+            for _ in range(2):  # Telegram redelivers when it saw no answer
+                async with http.post(url, json=update, headers={
+                        "X-Telegram-Bot-Api-Secret-Token": SECRET}) as response:
+                    assert response.status == 200
+        await until(lambda: len(telegram.texts(55)) == 1)
+        await asyncio.sleep(0.5)
+        assert len(telegram.texts(55)) == 1
+    finally:
+        await stop(process)
+
+
+async def test_a_webhook_without_a_secret_refuses_to_start(env: dict[str, str]) -> None:
+    env = {**env, "PUBLIC_BASE_URL": "https://hotline.example.org"}
+    process = await start("run", env=env)
+    output = (await asyncio.wait_for(process.communicate(), 30))[0].decode()
+    assert process.returncode == 2
+    assert "TELEGRAM_WEBHOOK_SECRET is required" in output
+
+
+async def test_a_worker_killed_mid_send_loses_nothing(
+    env: dict[str, str], fake: tuple[FakeTelegram, str], database_url: str, tmp_path: Path
+) -> None:
+    telegram, base = fake
+    telegram.delay = 0.3  # slow answers: sends are in flight when the worker dies
+    telegram.enforce_limits = False
+    await migrate(env)
+    settings = make_settings(database_url, tmp_path,
+                             secret_key=parse_master_key(env["HOTLINE_SECRET_KEY"]))
+    services = Services.build(settings)  # no Telegram here: only writes the outbox
+    people = 40
+    try:
+        for chat in range(1, people + 1):
+            await services.engine.handle(Inbound("telegram", str(chat), text="hi",
+                                                 message_id=f"m{chat}"))
+        env = {**env, "SENDER_LEASE_SECONDS": "5"}
+        first = await start("worker", env=env)
+        await until(lambda: len(telegram.requests) >= 5)
+        await stop(first, signal.SIGKILL)
+        second = await start("worker", env=env)
+        await until(lambda: {m.chat_id for m in telegram.sent} == set(range(1, people + 1)),
+                    seconds=60)
+
+        async def unsent() -> int:
+            async with services.db.connect() as conn:
+                return int((await conn.execute(select(func.count()).select_from(OutboxItem)
+                                               .where(OutboxItem.status != "sent"))).scalar_one())
+
+        for _ in range(100):
+            if await unsent() == 0:
+                break
+            await asyncio.sleep(0.1)
+        await stop(second)
+        async with services.db.connect() as conn:
+            resends = int((await conn.execute(select(func.sum(OutboxItem.resends)))).scalar_one())
+        assert await unsent() == 0
+        duplicates = len(telegram.sent) - people
+        # A message can reach a person twice only if it was in flight at the crash, and then
+        # it is counted.
+        assert 0 <= duplicates <= resends
+    finally:
+        await services.close()
