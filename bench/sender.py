@@ -1,0 +1,163 @@
+"""Sender throughput against fakes of the Telegram Bot API, each fake in a process of its own.
+
+1. An instant fake (no limits, no delay): messages per second through one sender process (the
+   real aiogram client, the real outbox claims and settlements).
+2. A fake that enforces Telegram's limits (30 messages/s per bot, 1/s per chat, 429 with
+   retry_after beyond them): the share of the 30/s limit reached, 429s received, and requests
+   made inside an announced pause (must be 0).
+
+    .venv/bin/python bench/sender.py --messages 5000 \
+        [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import platform
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aiohttp import web  # noqa: E402
+from sqlalchemy import func, insert, select, text  # noqa: E402
+
+from bot.sender import SenderLoop  # noqa: E402
+from bot.services import Services  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from storage.db import create_engine, normalise_url  # noqa: E402
+from storage.migrate import upgrade  # noqa: E402
+from storage.models import OutboxItem  # noqa: E402
+from storage.records import OutgoingReply  # noqa: E402
+from tests.fakes.telegram import FakeTelegram  # noqa: E402
+
+TOKEN = "123456:BENCH-TOKEN"
+
+
+def serve_fake(enforce: bool, ready: Any, stop: Any) -> None:
+    async def run() -> None:
+        fake = FakeTelegram(token=TOKEN, enforce_limits=enforce)
+        runner = web.AppRunner(fake.app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        ready.send(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        await asyncio.get_running_loop().run_in_executor(None, stop.recv)
+        times = [m.at for m in fake.sent]
+        ready.send((len(fake.sent), fake.violations, fake.rate_limited, times))
+        await runner.cleanup()
+
+    asyncio.run(run())
+
+
+async def fill(services: Services, count: int, chats: int) -> None:
+    now = datetime.now(timezone.utc)
+    reply = OutgoingReply("Main menu. What do you need?", (("emergency", "Emergency numbers"),
+                                                           ("settings", "Settings")))
+    payload = services.vault.encrypt(json.dumps(reply.to_json()))
+    rows = []
+    for i in range(count):
+        chat = str(1000 + i % chats)
+        rows.append({
+            "contact_id": None, "channel": "telegram",
+            "address_hash": services.vault.keyed_hash("telegram", chat),
+            "address_enc": services.vault.encrypt(chat), "payload_enc": payload,
+            "priority": 10, "status": "queued", "attempts": 0, "erase_after_send": False,
+            "created_at": now, "next_attempt_at": now,
+        })
+    async with services.db.begin() as conn:
+        for start in range(0, len(rows), 1000):
+            await conn.execute(insert(OutboxItem), rows[start:start + 1000])
+
+
+async def run(database_url: str, count: int, chats: int, enforce: bool,
+              per_second: float, per_chat: float) -> tuple[float, int, int, int, float]:
+    context = multiprocessing.get_context("spawn")
+    ready_recv, ready_send = context.Pipe(duplex=False)
+    stop_recv, stop_send = context.Pipe(duplex=False)
+    server = context.Process(target=serve_fake, args=(enforce, ready_send, stop_recv),
+                             daemon=True)
+    server.start()
+    port = await asyncio.to_thread(ready_recv.recv)
+    settings = Settings(
+        database_url=database_url, secret_key=os.urandom(32),
+        data_dir=Path(tempfile.mkdtemp(prefix="bench-")), telegram_bot_token=TOKEN,
+        telegram_api_base=f"http://127.0.0.1:{port}", telegram_per_second=per_second,
+        telegram_per_chat_per_second=per_chat,
+    )
+    services = Services.build(settings)
+    await fill(services, count, chats)
+    loop = SenderLoop(services.sender, services.clients, batch=500)
+    started = time.perf_counter()
+    while await loop.run_once():
+        pass
+    async with services.db.connect() as conn:  # retried rows wait for their time
+        while (await conn.execute(select(func.count()).select_from(OutboxItem)
+                                  .where(OutboxItem.status != "sent"))).scalar_one():
+            await loop.run_once() or await asyncio.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    await services.close()
+    stop_send.send("stop")
+    sent, violations, limited, times = await asyncio.to_thread(ready_recv.recv)
+    server.join(10)
+    # The steady rate: messages per second between the first and the last the fake accepted.
+    steady = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+    return count / elapsed, sent, violations, limited, steady
+
+
+async def scratch_postgres(server_url: str) -> tuple[str, Any]:
+    server = normalise_url(server_url)
+    name = f"hotline_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = server.set(database=name).render_as_string(hide_password=False)
+
+    async def drop() -> None:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+    await asyncio.to_thread(upgrade, url)
+    return url, drop
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--limited-messages", type=int, default=450)
+    parser.add_argument("--postgres", default=os.environ.get("TEST_DATABASE_URL"))
+    args = parser.parse_args()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, {platform.platform()}\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        targets: list[tuple[str, str, Any]] = []
+        sqlite_url = f"sqlite:///{tmp}/bench.db"
+        await asyncio.to_thread(upgrade, sqlite_url)
+        targets.append(("SQLite", sqlite_url, None))
+        if args.postgres:
+            url, drop = await scratch_postgres(args.postgres)
+            targets.append(("PostgreSQL", url, drop))
+        for name, url, drop in targets:
+            rate, sent, *_ = await run(url, args.messages, 500, False, 100_000, 100_000)
+            print(f"{name:10s} instant fake : {rate:7.0f} msg/s ({sent} sent, "
+                  f"{args.messages} queued)")
+            rate, sent, violations, limited, steady = await run(
+                url, args.limited_messages, 60, True, 30.0, 1.0)
+            print(f"{name:10s} 30/s limit   : {steady:5.1f} msg/s steady = {steady / 30:.0%} "
+                  f"of the limit; 429s {limited}, requests inside a pause {violations}")
+            if drop:
+                await drop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
