@@ -61,6 +61,17 @@ class Services:
                 per_chat_per_second=settings.telegram_per_chat_per_second,
             )
             dispatcher = telegram_dispatcher(engine, sender, turns.address_hash)
+        if settings.twilio_account_sid and settings.twilio_auth_token:
+            from bot.channels.sms import STATUS_PATH, TwilioClient
+
+            clients["sms"] = TwilioClient(
+                settings.twilio_account_sid, settings.twilio_auth_token,
+                sender=settings.twilio_from,
+                messaging_service_sid=settings.twilio_messaging_service_sid,
+                status_callback=f"{settings.public_base_url}{STATUS_PATH}",
+                api_base=settings.twilio_api_base,
+                segments_per_second=settings.twilio_segments_per_second,
+            )
         return cls(settings, db, vault, turns, Outbox(db, vault), engine, sender, clients,
                    bot, dispatcher)
 

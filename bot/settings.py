@@ -38,6 +38,12 @@ class Settings:
     telegram_per_second: float = 30.0
     telegram_per_chat_per_second: float = 1.0
     sender_lease_seconds: int = 120
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_base: str | None = None
+    twilio_segments_per_second: float = 1.0
 
     @property
     def telegram_webhook(self) -> bool:
@@ -65,6 +71,7 @@ class Settings:
             idle_minutes=_int(env, "IDLE_RESET_MINUTES", 24 * 60, 1, 60 * 24 * 365),
             sender_lease_seconds=_int(env, "SENDER_LEASE_SECONDS", 120, 5, 3600),
             **_telegram(env),
+            **_twilio(env),
         )
 
 
@@ -100,6 +107,42 @@ def _telegram(env: Mapping[str, str]) -> dict[str, object]:
         "telegram_api_base": api_base,
         "telegram_per_second": _float(env, "TELEGRAM_RATE_PER_SECOND", 30.0),
         "telegram_per_chat_per_second": _float(env, "TELEGRAM_RATE_PER_CHAT_PER_SECOND", 1.0),
+    }
+
+
+def _twilio(env: Mapping[str, str]) -> dict[str, object]:
+    sid = env.get("TWILIO_ACCOUNT_SID") or None
+    token = env.get("TWILIO_AUTH_TOKEN") or None
+    sender = env.get("TWILIO_FROM") or None
+    service = env.get("TWILIO_MESSAGING_SERVICE_SID") or None
+    api_base = (env.get("TWILIO_API_BASE") or "").rstrip("/") or None
+    if not (sid or token or sender or service):
+        return {}
+    if not sid or not re.match(r"^AC[0-9a-fA-F]{32}$", sid):
+        raise SettingsError("TWILIO_ACCOUNT_SID must be your account's SID (AC and 32 hex digits)")
+    if not token:
+        raise SettingsError(
+            "TWILIO_AUTH_TOKEN is required: the SMS webhooks check Twilio's signature with it "
+            "and refuse to start without it"
+        )
+    if not env.get("PUBLIC_BASE_URL"):
+        raise SettingsError(
+            "PUBLIC_BASE_URL is required for SMS: Twilio signs the public URL of each webhook "
+            "and posts delivery reports to it"
+        )
+    if bool(sender) == bool(service):
+        raise SettingsError("set exactly one of TWILIO_FROM (a number in E.164, e.g. "
+                            "+15005550006) and TWILIO_MESSAGING_SERVICE_SID (MG...)")
+    if sender and not re.match(r"^\+[1-9]\d{6,14}$", sender):
+        raise SettingsError(f"TWILIO_FROM must be a number in E.164 form, not {sender!r}")
+    if service and not re.match(r"^MG[0-9a-fA-F]{32}$", service):
+        raise SettingsError("TWILIO_MESSAGING_SERVICE_SID must be MG and 32 hex digits")
+    if api_base and not re.match(r"^https?://", api_base):
+        raise SettingsError(f"TWILIO_API_BASE must be an http(s) URL, not {api_base!r}")
+    return {
+        "twilio_account_sid": sid, "twilio_auth_token": token, "twilio_from": sender,
+        "twilio_messaging_service_sid": service, "twilio_api_base": api_base,
+        "twilio_segments_per_second": _float(env, "TWILIO_SEGMENTS_PER_SECOND", 1.0),
     }
 
 

@@ -118,3 +118,6 @@ class OutboxItem(Base):
     # Times a lease ran out while the row was being sent (a worker died mid-send): each is a
     # message that may have reached the person twice.
     resends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What the provider reported after accepting it (Twilio's status callbacks): queued, sent,
+    # delivered, undelivered or failed. It only moves forward, whatever order reports arrive in.
+    delivery_status: Mapped[str | None] = mapped_column(String(16))

@@ -98,6 +98,10 @@ class Sender:
         self._engine = engine
         self._vault = vault
 
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
     async def claim(
         self, channels: Sequence[str], now: datetime, limit: int, lease: timedelta
     ) -> list[Claimed]:
@@ -197,3 +201,30 @@ _SETTLE = (
         last_error=bindparam("b_error"),
     )
 )
+
+
+# Twilio's message states in the order they happen; a report never moves a message back.
+DELIVERY_ORDER = {"accepted": 0, "queued": 1, "sending": 2, "sent": 3, "delivered": 4,
+                  "read": 5, "undelivered": 4, "failed": 4}
+
+
+async def record_delivery(engine: AsyncEngine, provider_id: str, status: str,
+                          error_code: str | None) -> bool:
+    """Apply a provider's delivery report; False if it is unknown or would move backwards."""
+    rank = DELIVERY_ORDER.get(status)
+    if rank is None:
+        return False
+    behind = [s for s, r in DELIVERY_ORDER.items() if r < rank]
+    values: dict[str, object] = {"delivery_status": status}
+    if status in ("undelivered", "failed"):
+        values["last_error"] = f"{status}: error {error_code or 'unknown'}"
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(OutboxItem)
+            .where(
+                OutboxItem.provider_id == provider_id,
+                (OutboxItem.delivery_status.is_(None)) | OutboxItem.delivery_status.in_(behind),
+            )
+            .values(**values)
+        )
+    return bool(result.rowcount)

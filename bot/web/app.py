@@ -58,6 +58,13 @@ def create_app(services: Services, *, background: bool = True) -> web.Applicatio
             handle_in_background=False,  # acknowledge only after the turn committed
             secret_token=settings.telegram_webhook_secret,
         ).register(app, path=TELEGRAM_WEBHOOK_PATH)
+    if settings.twilio_auth_token and settings.public_base_url:
+        from bot.channels.sms import twilio_routes
+
+        app.add_routes(twilio_routes(
+            services.engine, services.sender, services.turns.address_hash,
+            auth_token=settings.twilio_auth_token, public_base_url=settings.public_base_url,
+        ))
     if background:
         app.cleanup_ctx.append(lambda _app: run_background(services))
 
