@@ -1,40 +1,77 @@
-"""Rate limits for sending: a schedule per scope (the whole bot, one chat, one SMS sender).
+"""When each message of a batch may go out, within rate limits shared by every worker.
 
-Each scope hands out send times at a fixed interval (the generic cell rate algorithm): a send
-waits for its slot instead of being refused. A provider's 429 pauses the scope: no request is
-made inside the pause.
+Each scope (the whole bot, one chat, one SMS sender) has a schedule in the database
+(storage.ratelimits). A batch books what it needs on every scope in one statement, then spaces
+its sends inside the booking: a send goes at the latest of its scopes' next free times, and moves
+each of them on by its interval times its cost (SMS segments). If waiting for one scope (a chat)
+stretched the plan past a booking, the rest is booked too, so the shared schedule always covers
+every send. A 429's pause is written to the schedule for everyone, and this worker waits it out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+from storage.ratelimits import SharedSchedule
+
+Scopes = list[tuple[str, float]]  # (scope, seconds per unit)
 
 
-class RateLimiter:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+class SendPlanner:
+    def __init__(self, schedule: SharedSchedule, clock: Callable[[], float] = time.time) -> None:
+        self._schedule = schedule
         self._clock = clock
-        self._next: dict[str, float] = {}
+        self._paused: dict[str, float] = {}
+        self._last_sent: dict[str, float] = {}
 
-    def reserve(self, scope: str, interval: float, cost: float = 1.0) -> float:
-        """Book the next slot of `scope`; returns how long to wait for it."""
+    async def plan(self, sends: Sequence[tuple[int, Scopes, float]]) -> dict[int, float]:
+        """`sends` are (id, scopes, cost) in sending order; returns each id's earliest time."""
         now = self._clock()
-        start = max(now, self._next.get(scope, now))
-        self._next[scope] = start + interval * cost
-        return start - now
+        wanted: dict[str, float] = defaultdict(float)
+        for _, scopes, cost in sends:
+            for scope, interval in scopes:
+                wanted[scope] += interval * cost
+        starts = await self._schedule.reserve(wanted, now)
+        booked_until = {scope: starts[scope] + wanted[scope] for scope in wanted}
+        cursor = dict(starts)
+        times: dict[int, float] = {}
+        for send_id, scopes, cost in sends:
+            at = max([cursor[scope] for scope, _ in scopes] + [now])
+            times[send_id] = at
+            for scope, interval in scopes:
+                cursor[scope] = at + interval * cost
+        overrun = {s: cursor[s] - booked_until[s] for s in cursor if cursor[s] > booked_until[s]}
+        if overrun:
+            await self._schedule.reserve(overrun, now)
+        return times
 
-    async def acquire(self, scopes: list[tuple[str, float]], cost: float = 1.0) -> None:
-        """Wait until every scope allows one more send (of `cost` units, e.g. SMS segments)."""
-        wait = max((self.reserve(scope, interval, cost) for scope, interval in scopes), default=0)
-        if wait > 0:
-            await asyncio.sleep(wait)
+    async def wait_until(self, at: float, scopes: Scopes, cost: float = 1.0) -> None:
+        """Sleep until `at`, past any pause on the send's scopes, and at least an interval
+        after this worker's previous send on each scope: a worker that fell behind its plan
+        catches up at the allowed rate instead of in a burst."""
+        while True:
+            until = max(
+                [at]
+                + [self._paused.get(scope, 0.0) for scope, _ in scopes]
+                + [self._last_sent.get(scope, 0.0) + interval * cost for scope, interval in scopes]
+            )
+            delay = until - self._clock()
+            if delay <= 0:
+                break
+            await asyncio.sleep(delay)  # others may have sent meanwhile: check again
+        now = self._clock()
+        for scope, _ in scopes:
+            self._last_sent[scope] = now
 
-    def pause(self, scope: str, seconds: float) -> None:
-        """A 429 with retry_after: nothing goes out on this scope before the pause ends."""
-        self._next[scope] = max(self._next.get(scope, 0.0), self._clock() + seconds)
+    async def pause(self, scope: str, seconds: float) -> None:
+        until = self._clock() + seconds
+        self._paused[scope] = max(self._paused.get(scope, 0.0), until)
+        await self._schedule.pause(scope, until)
 
     def forget_idle(self) -> None:
-        """Drop scopes whose schedule is in the past (per-chat scopes would pile up)."""
         now = self._clock()
-        self._next = {k: v for k, v in self._next.items() if v > now}
+        self._paused = {k: v for k, v in self._paused.items() if v > now}
+        self._last_sent = {k: v for k, v in self._last_sent.items() if v > now - 60}

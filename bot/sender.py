@@ -15,8 +15,9 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 
 from bot.channels.base import ChannelClient, Failed, Result, Retry, Sent
-from bot.ratelimit import RateLimiter
+from bot.ratelimit import SendPlanner
 from storage.outbox import Claimed, Sender, Settlement
+from storage.ratelimits import SharedSchedule
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ class SenderLoop:
         outbox: Sender,
         clients: Mapping[str, ChannelClient],
         *,
-        limiter: RateLimiter | None = None,
+        planner: SendPlanner | None = None,
         batch: int = 100,
         lease: timedelta = timedelta(minutes=2),
         max_attempts: int = 6,
@@ -36,7 +37,7 @@ class SenderLoop:
     ) -> None:
         self._outbox = outbox
         self._clients = dict(clients)
-        self._limiter = limiter or RateLimiter()
+        self._planner = planner or SendPlanner(SharedSchedule(outbox.engine))
         self._batch = batch
         self._lease = lease
         self._max_attempts = max_attempts
@@ -55,7 +56,7 @@ class SenderLoop:
                     await asyncio.wait_for(stop.wait(), self._idle_wait)
                 except TimeoutError:
                     pass
-            self._limiter.forget_idle()
+            self._planner.forget_idle()
 
     async def run_once(self) -> int:
         """Send one batch; returns how many rows it handled."""
@@ -68,16 +69,23 @@ class SenderLoop:
         by_recipient: dict[tuple[str, bytes], list[Claimed]] = defaultdict(list)
         for item in items:
             by_recipient[(item.channel, item.address_hash)].append(item)
-        settled = await asyncio.gather(*(self._send_in_order(g) for g in by_recipient.values()))
+        times = await self._planner.plan([
+            (item.id, self._clients[item.channel].scopes(item),
+             self._clients[item.channel].cost(item))
+            for item in items
+        ])
+        settled = await asyncio.gather(*(self._send_in_order(g, times)
+                                         for g in by_recipient.values()))
         settlements = [s for group in settled for s in group]
         await self._outbox.settle(settlements, self._clock())
         return len(items)
 
-    async def _send_in_order(self, items: list[Claimed]) -> list[Settlement]:
+    async def _send_in_order(self, items: list[Claimed], times: dict[int, float]
+                             ) -> list[Settlement]:
         settlements = []
         for index, item in enumerate(items):
             client = self._clients[item.channel]
-            await self._limiter.acquire(client.scopes(item), client.cost(item))
+            await self._planner.wait_until(times[item.id], client.scopes(item), client.cost(item))
             try:
                 result: Result = await client.send(item)
             except Exception as exc:  # a bug in a client must not lose the message
@@ -107,7 +115,7 @@ class SenderLoop:
             log.warning("outbox %s failed: %s", item.id, result.reason)
             return Settlement(item.id, "failed", error=result.reason)
         if result.pause and result.scope:
-            self._limiter.pause(result.scope, result.pause)
+            await self._planner.pause(result.scope, result.pause)
         if item.attempts >= self._max_attempts:
             log.warning("outbox %s failed after %d attempts: %s", item.id, item.attempts,
                         result.reason)

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -82,6 +83,16 @@ class Message(Base):
     dedupe_key: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
     body_enc: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RateLimit(Base):
+    """The shared send schedule of one rate-limit scope (the bot, a chat, an SMS sender): the
+    earliest time, in seconds since the epoch, at which the next send may go out."""
+
+    __tablename__ = "rate_limits"
+
+    scope: Mapped[str] = mapped_column(String(100), primary_key=True)
+    next_at: Mapped[float] = mapped_column(Float)
 
 
 class OutboxItem(Base):

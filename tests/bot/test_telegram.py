@@ -12,7 +12,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from bot.channels.telegram import TelegramClient, split_text
-from bot.ratelimit import RateLimiter
 from bot.sender import SenderLoop
 from bot.services import Services
 from bot.web.app import create_app
@@ -187,18 +186,18 @@ async def test_429_pauses_sending_and_the_message_goes_later(
     client: TestClient, sender: SenderLoop, fake: FakeTelegram, clock: Clock,
     services: Services,
 ) -> None:
-    fake.retry_after = 7
+    fake.retry_after = 2
     await deliver(client, "message", message_update(CHAT, 1, "hi"), 1)
-    fake.fail_next("sendMessage", 429, "Too Many Requests: retry after 7")
+    fake.fail_next("sendMessage", 429, "Too Many Requests: retry after 2")
     await sender.run_once()
     assert fake.texts(CHAT) == []
     async with services.db.connect() as conn:
         row = (await conn.execute(select(OutboxItem.status, OutboxItem.next_attempt_at))).one()
     assert row.status == "queued"
     due = row.next_attempt_at.replace(tzinfo=row.next_attempt_at.tzinfo or timezone.utc)
-    assert timedelta(seconds=6) < due - clock.now <= timedelta(seconds=8)
+    assert timedelta(seconds=1) < due - clock.now <= timedelta(seconds=3)
     assert await sender.run_once() == 0  # not due yet
-    clock.skip += timedelta(seconds=8)
+    clock.skip += timedelta(seconds=3)
     await sender.run_once()
     assert len(fake.texts(CHAT)) == 1
 
@@ -261,10 +260,20 @@ async def test_html_is_escaped_and_long_text_is_sent_in_parts(
     assert client.cost(item) == 2
 
 
-async def test_the_limiter_never_sends_inside_a_pause() -> None:
-    now = [0.0]
-    limiter = RateLimiter(clock=lambda: now[0])
-    assert limiter.reserve("bot", 1 / 30) == 0
-    assert limiter.reserve("bot", 1 / 30) == pytest.approx(1 / 30)
-    limiter.pause("bot", 5)
-    assert limiter.reserve("bot", 1 / 30) == pytest.approx(5)
+async def test_the_shared_schedule_spaces_sends_and_honours_pauses(services: Services) -> None:
+    from bot.ratelimit import SendPlanner
+    from storage.ratelimits import SharedSchedule
+
+    now = [1000.0]
+    planner = SendPlanner(SharedSchedule(services.db), clock=lambda: now[0])
+    bot, chat_a, chat_b = ("bot", 0.1), ("chat:a", 1.0), ("chat:b", 1.0)
+    times = await planner.plan([(1, [bot, chat_a], 1), (2, [bot, chat_b], 1),
+                                (3, [bot, chat_a], 1)])
+    assert times[1] == pytest.approx(1000.0)
+    assert times[2] == pytest.approx(1000.1)  # the bot's interval
+    assert times[3] == pytest.approx(1001.0)  # chat a's interval
+    # Another worker's batch is booked after everything this one planned.
+    other = SendPlanner(SharedSchedule(services.db), clock=lambda: now[0])
+    assert (await other.plan([(4, [bot, chat_b], 1)]))[4] >= 1001.1 - 1e-6
+    await planner.pause("bot", 30)
+    assert (await other.plan([(5, [("bot", 0.1)], 1)]))[5] >= 1030.0 - 1e-6

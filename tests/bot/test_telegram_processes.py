@@ -182,3 +182,57 @@ async def test_a_worker_killed_mid_send_loses_nothing(
         assert 0 <= duplicates <= resends
     finally:
         await services.close()
+
+
+async def test_two_workers_share_the_limit_and_send_everything_once(
+    fake: tuple[FakeTelegram, str], tmp_path: Path, database_url: str
+) -> None:
+    """The issue's check: two worker processes on PostgreSQL drain 10,000 rows against a fake
+    that enforces the bot's limit; every message arrives once and the limit is never exceeded
+    (the fake would answer 429, or count a request inside a pause)."""
+    import json
+    from datetime import datetime, timezone
+
+    from sqlalchemy import insert
+
+    from storage.records import OutgoingReply
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the issue asks this of PostgreSQL (SKIP LOCKED); SQLite has one writer")
+    telegram, base = fake
+    telegram.per_second = 200  # scaled up from Telegram's 30/s so 10,000 rows take a minute
+    key = new_master_key()
+    services = Services.build(make_settings(database_url, tmp_path,
+                                            secret_key=parse_master_key(key)))
+    rows, chats = 10_000, 1_000
+    now = datetime.now(timezone.utc)
+    try:
+        async with services.db.begin() as conn:
+            await conn.execute(OutboxItem.__table__.delete())
+            await conn.execute(insert(OutboxItem), [{
+                "contact_id": None, "channel": "telegram",
+                "address_hash": services.vault.keyed_hash("telegram", str(1 + i % chats)),
+                "address_enc": services.vault.encrypt(str(1 + i % chats)),
+                "payload_enc": services.vault.encrypt(json.dumps(
+                    OutgoingReply(f"message {i}").to_json())),
+                "priority": 10, "status": "queued", "attempts": 0,
+                "erase_after_send": False, "created_at": now, "next_attempt_at": now,
+            } for i in range(rows)])
+        env = {**os.environ, "DATA_DIR": str(tmp_path / "var"), "DATABASE_URL": database_url,
+               "HOTLINE_SECRET_KEY": key, "TELEGRAM_BOT_TOKEN": telegram.token,
+               "TELEGRAM_API_BASE": base, "TELEGRAM_RATE_PER_SECOND": "200"}
+        workers = [await start("worker", env=env) for _ in range(2)]
+        try:
+            await until(lambda: len(telegram.sent) >= rows, seconds=120)
+        finally:
+            for worker in workers:
+                await stop(worker)
+        texts = [m.text for m in telegram.sent]
+        assert len(texts) == len(set(texts)) == rows  # each message exactly once
+        assert telegram.rate_limited == 0 and telegram.violations == 0
+        by_chat: dict[int, list[str]] = {}
+        for m in telegram.sent:
+            by_chat.setdefault(m.chat_id, []).append(m.text)
+        # One person's messages arrive in the order they were written.
+        assert all(t == sorted(t, key=lambda x: int(x.split()[1])) for t in by_chat.values())
+    finally:
+        await services.close()

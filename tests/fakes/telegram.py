@@ -1,7 +1,8 @@
 """A loopback fake of the Telegram Bot API that answers like the real one: its JSON envelope,
 its error shapes (400, 401, 403 for a blocked user, 429 with parameters.retry_after, 5xx), long
-polling getUpdates, and its rate limits (about 30 messages a second per bot, 1 per second per
-chat), counting any request made inside a pause it announced."""
+polling getUpdates, and its rate limits: about 30 messages a second per bot (a token bucket
+holding one second's worth, as Telegram tolerates short bursts) and at most two messages to one
+chat in any second. It counts 429s given and any request made inside a pause it announced."""
 
 from __future__ import annotations
 
@@ -40,7 +41,6 @@ class FakeTelegram:
 
     def __post_init__(self) -> None:
         self._failures: dict[str, deque[tuple[int, str]]] = defaultdict(deque)
-        self._recent: deque[float] = deque()
         self._recent_chat: dict[int, deque[float]] = defaultdict(deque)
         self._paused_until = 0.0
         self._chat_paused_until: dict[int, float] = {}
@@ -48,6 +48,8 @@ class FakeTelegram:
         self._update_id = 0
         self._new_update = asyncio.Event()
         self._message_id = 0
+        self._tokens = self.per_second
+        self._bucket_at = time.monotonic()
 
     # --- scripting ----------------------------------------------------------------------------
 
@@ -146,18 +148,19 @@ class FakeTelegram:
                     "chat": {"id": chat_id, "type": "private"}, "text": text})
 
     def _over_limit(self, now: float, chat_id: int) -> str | None:
-        window = self._recent
-        while window and window[0] <= now - 1.0:
-            window.popleft()
+        """Telegram allows short bursts: the bot's limit is a token bucket holding one
+        second's worth; a chat may have at most two messages in any second."""
         chat = self._recent_chat[chat_id]
         while chat and chat[0] <= now - 1.0:
             chat.popleft()
-        # A little slack for clock skew between the sender's schedule and this server.
         if len(chat) >= self.per_chat_per_second + 1:
             return "chat"
-        if len(window) >= self.per_second + 1:
+        elapsed = now - self._bucket_at
+        self._tokens = min(self.per_second, self._tokens + elapsed * self.per_second)
+        self._bucket_at = now
+        if self._tokens < 1:
             return "bot"
-        window.append(now)
+        self._tokens -= 1
         chat.append(now)
         return None
 
