@@ -5,6 +5,8 @@
 2. A fake that enforces Telegram's limits (30 messages/s per bot, 1/s per chat, 429 with
    retry_after beyond them): the share of the 30/s limit reached, 429s received, and requests
    made inside an announced pause (must be 0).
+3. A fake of Twilio that enforces a sender's rate in segments a second (10 here): the share of
+   it reached, and 429s (error 20429).
 
     .venv/bin/python bench/sender.py --messages 5000 \
         [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
@@ -39,13 +41,19 @@ from storage.migrate import upgrade  # noqa: E402
 from storage.models import OutboxItem  # noqa: E402
 from storage.records import OutgoingReply  # noqa: E402
 from tests.fakes.telegram import FakeTelegram  # noqa: E402
+from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio  # noqa: E402
 
 TOKEN = "123456:BENCH-TOKEN"
+SMS_FROM = "+15005550006"
+SMS_LIMIT = 10.0  # segments a second for the sender; Twilio sets it per number or service
 
 
-def serve_fake(enforce: bool, ready: Any, stop: Any) -> None:
+def serve_fake(enforce: bool, ready: Any, stop: Any, kind: str = "telegram") -> None:
     async def run() -> None:
-        fake = FakeTelegram(token=TOKEN, enforce_limits=enforce)
+        fake: Any = (
+            FakeTelegram(token=TOKEN, enforce_limits=enforce) if kind == "telegram"
+            else FakeTwilio(enforce_limits=enforce, segments_per_second=SMS_LIMIT)
+        )
         runner = web.AppRunner(fake.app(), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -59,17 +67,17 @@ def serve_fake(enforce: bool, ready: Any, stop: Any) -> None:
     asyncio.run(run())
 
 
-async def fill(services: Services, count: int, chats: int) -> None:
+async def fill(services: Services, count: int, chats: int, channel: str = "telegram") -> None:
     now = datetime.now(timezone.utc)
     reply = OutgoingReply("Main menu. What do you need?", (("emergency", "Emergency numbers"),
                                                            ("settings", "Settings")))
     payload = services.vault.encrypt(json.dumps(reply.to_json()))
     rows = []
     for i in range(count):
-        chat = str(1000 + i % chats)
+        chat = str(1000 + i % chats) if channel == "telegram" else f"+1500555{i % chats:04d}"
         rows.append({
-            "contact_id": None, "channel": "telegram",
-            "address_hash": services.vault.keyed_hash("telegram", chat),
+            "contact_id": None, "channel": channel,
+            "address_hash": services.vault.keyed_hash(channel, chat),
             "address_enc": services.vault.encrypt(chat), "payload_enc": payload,
             "priority": 10, "status": "queued", "attempts": 0, "erase_after_send": False,
             "created_at": now, "next_attempt_at": now,
@@ -80,22 +88,27 @@ async def fill(services: Services, count: int, chats: int) -> None:
 
 
 async def run(database_url: str, count: int, chats: int, enforce: bool,
-              per_second: float, per_chat: float) -> tuple[float, int, int, int, float]:
+              per_second: float, per_chat: float, kind: str = "telegram"
+              ) -> tuple[float, int, int, int, float]:
     context = multiprocessing.get_context("spawn")
     ready_recv, ready_send = context.Pipe(duplex=False)
     stop_recv, stop_send = context.Pipe(duplex=False)
-    server = context.Process(target=serve_fake, args=(enforce, ready_send, stop_recv),
+    server = context.Process(target=serve_fake, args=(enforce, ready_send, stop_recv, kind),
                              daemon=True)
     server.start()
     port = await asyncio.to_thread(ready_recv.recv)
-    settings = Settings(
-        database_url=database_url, secret_key=os.urandom(32),
-        data_dir=Path(tempfile.mkdtemp(prefix="bench-")), telegram_bot_token=TOKEN,
-        telegram_api_base=f"http://127.0.0.1:{port}", telegram_per_second=per_second,
-        telegram_per_chat_per_second=per_chat,
+    channel: dict[str, Any] = (
+        {"telegram_bot_token": TOKEN, "telegram_api_base": f"http://127.0.0.1:{port}",
+         "telegram_per_second": per_second, "telegram_per_chat_per_second": per_chat}
+        if kind == "telegram" else
+        {"public_base_url": "https://hotline.example.org", "twilio_account_sid": ACCOUNT_SID,
+         "twilio_auth_token": AUTH_TOKEN, "twilio_from": SMS_FROM,
+         "twilio_api_base": f"http://127.0.0.1:{port}", "twilio_segments_per_second": per_second}
     )
+    settings = Settings(database_url=database_url, secret_key=os.urandom(32),
+                        data_dir=Path(tempfile.mkdtemp(prefix="bench-")), **channel)
     services = Services.build(settings)
-    await fill(services, count, chats)
+    await fill(services, count, chats, "telegram" if kind == "telegram" else "sms")
     loop = SenderLoop(services.sender, services.clients, batch=500)
     started = time.perf_counter()
     while await loop.run_once():
@@ -135,6 +148,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--limited-messages", type=int, default=450)
+    parser.add_argument("--sms-messages", type=int, default=200)
     parser.add_argument("--postgres", default=os.environ.get("TEST_DATABASE_URL"))
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
@@ -155,6 +169,12 @@ async def main() -> None:
                 url, args.limited_messages, 60, True, 30.0, 1.0)
             print(f"{name:10s} 30/s limit   : {steady:5.1f} msg/s steady = {steady / 30:.0%} "
                   f"of the limit; 429s {limited}, requests inside a pause {violations}")
+            # The menu is 62 GSM-7 characters plus choices: one segment per message.
+            rate, sent, violations, limited, steady = await run(
+                url, args.sms_messages, 50, True, SMS_LIMIT, 1.0, kind="twilio")
+            print(f"{name:10s} SMS {SMS_LIMIT:.0f} seg/s: {steady:5.1f} seg/s steady = "
+                  f"{steady / SMS_LIMIT:.0%} of the limit; 429s {limited}, "
+                  f"requests inside a pause {violations}")
             if drop:
                 await drop()
 
