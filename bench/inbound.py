@@ -80,16 +80,26 @@ class RoundTrips:
             self.count += 1
 
 
-def serve(database_url: str, ready: Any, stop: Any) -> None:
+TELEGRAM_TOKEN = "42:BENCHMARK"
+TELEGRAM_SECRET = "bench-webhook-secret-0123456789"
+
+
+def serve(database_url: str, ready: Any, stop: Any, telegram: bool = False) -> None:
     """The server, in a process of its own as in production: it shares no core with the
     load generator. Reports its port, then, when told to stop, the round trips counted."""
 
     async def run() -> None:
+        webhook = (
+            {"telegram_bot_token": TELEGRAM_TOKEN, "public_base_url": "https://bench.invalid",
+             "telegram_webhook_secret": TELEGRAM_SECRET}
+            if telegram else {}
+        )
         settings = Settings(database_url=database_url, secret_key=bytes(32),
-                            data_dir=Path(tempfile.mkdtemp(prefix="bench-")))
+                            data_dir=Path(tempfile.mkdtemp(prefix="bench-")), **webhook)
         services = Services.build(settings)
         trips = RoundTrips(services.db)
-        runner = web.AppRunner(create_app(services), access_log=None)
+        # Inbound only: no sender (replies wait in the outbox) and no webhook registration.
+        runner = web.AppRunner(create_app(services, background=False), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
@@ -113,22 +123,35 @@ def serve(database_url: str, ready: Any, stop: Any) -> None:
         asyncio.run(run())
 
 
-async def run_ours(database_url: str, messages: int, users: int) -> tuple[float, float, float]:
+async def run_ours(database_url: str, messages: int, users: int, telegram: bool = False
+                   ) -> tuple[float, float, float]:
     context = multiprocessing.get_context("spawn")
     ready_recv, ready_send = context.Pipe(duplex=False)
     stop_recv, stop_send = context.Pipe(duplex=False)
-    server = context.Process(target=serve, args=(database_url, ready_send, stop_recv),
+    server = context.Process(target=serve, args=(database_url, ready_send, stop_recv, telegram),
                              daemon=True)
     server.start()
     port = await asyncio.to_thread(ready_recv.recv)
-    url = f"http://127.0.0.1:{port}/api/simulator/messages"
+    path = "/webhooks/telegram" if telegram else "/api/simulator/messages"
+    url = f"http://127.0.0.1:{port}{path}"
     per_user = messages // users
     connector = aiohttp.TCPConnector(limit=users)
+    chat_ids = iter(range(10**6, 10**7))
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def person(n: int) -> None:
             user = f"bench-{uuid.uuid4()}"
+            chat = next(chat_ids)
             for i, said in enumerate(script(per_user)):
+                if telegram:
+                    update = {"update_id": chat * 1000 + i, "message": {
+                        "message_id": i + 1, "date": 1767225600, "text": said,
+                        "chat": {"id": chat, "type": "private"},
+                        "from": {"id": chat, "is_bot": False, "first_name": "A"}}}
+                    async with session.post(url, json=update, headers={
+                            "X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}) as response:
+                        assert response.status == 200, await response.text()
+                    continue
                 async with session.post(url, json={"user": user, "text": said, "channel": "sms",
                                                    "message_id": f"{user}-{i}"}) as response:
                     body = await response.json()
@@ -336,11 +359,11 @@ async def main() -> None:
             await asyncio.to_thread(upgrade, pg_url)
             targets.append(("PostgreSQL", pg_url, drop))
         for name, url, cleanup in targets:
-            rate, trips, busy = await run_ours(url, args.messages, args.users)
-            print(f"hotline simulator path, {name:10s} : {rate:9.0f} msg/s  "
-                  f"ratio {rate / baseline:5.3f} (vs webhook {rate / webhook:5.3f})  "
-                  f"round trips/msg {trips:4.1f}  "
-                  f"server CPU {busy:4.0%} of a core")
+            for path, telegram in (("simulator", False), ("telegram webhook", True)):
+                rate, trips, busy = await run_ours(url, args.messages, args.users, telegram)
+                print(f"hotline {path:16s}, {name:10s}: {rate:6.0f} msg/s  "
+                      f"ratio {rate / baseline:5.3f} (vs aiogram webhook {rate / webhook:5.3f})"
+                      f"  round trips/msg {trips:4.1f}  server CPU {busy:4.0%} of a core")
             if cleanup:
                 await cleanup()
 
