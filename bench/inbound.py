@@ -39,13 +39,14 @@ from aiogram.fsm.state import State, StatesGroup  # noqa: E402
 from aiogram.fsm.storage.memory import MemoryStorage  # noqa: E402
 from aiogram.types import Message  # noqa: E402
 from aiohttp import web  # noqa: E402
-from sqlalchemy import event, text  # noqa: E402
+from sqlalchemy import event  # noqa: E402
 
 from bot.services import Services  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.web.app import create_app  # noqa: E402
-from storage.db import create_engine, normalise_url  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
+
+from scratch import scratch_postgres  # noqa: E402  (bench/ is on the path when run)
 
 WELCOME = ["hi", "1", "1", "ES"]
 LOOP = ["2", "5", "1", "2", "1", "ru", "2", "5"]  # settings, menu, emergency, language...
@@ -167,22 +168,6 @@ async def run_ours(database_url: str, messages: int, users: int, telegram: bool 
     server.join(30)
     done = per_user * users
     return done / elapsed, trips / done, server_cpu / elapsed
-
-
-async def fresh_postgres(server_url: str) -> tuple[str, Any]:
-    server = normalise_url(server_url)
-    name = f"hotline_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
-
-    async def drop() -> None:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        await admin.dispose()
-
-    return url, drop
 
 
 # --- theirs -----------------------------------------------------------------------------------
@@ -355,8 +340,7 @@ async def main() -> None:
         await asyncio.to_thread(upgrade, sqlite_url)
         targets.append(("SQLite", sqlite_url, None))
         if args.postgres:
-            pg_url, drop = await fresh_postgres(args.postgres)
-            await asyncio.to_thread(upgrade, pg_url)
+            pg_url, drop = await scratch_postgres(args.postgres)
             targets.append(("PostgreSQL", pg_url, drop))
         for name, url, cleanup in targets:
             for path, telegram in (("simulator", False), ("telegram webhook", True)):

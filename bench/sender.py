@@ -23,7 +23,6 @@ import platform
 import sys
 import tempfile
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,13 +30,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aiohttp import web  # noqa: E402
-from sqlalchemy import func, insert, select, text  # noqa: E402
+from sqlalchemy import func, insert, select  # noqa: E402
 
 from bot.sender import SenderLoop  # noqa: E402
 from bot.services import Services  # noqa: E402
 from bot.settings import Settings  # noqa: E402
-from storage.db import create_engine, normalise_url  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
+
+from scratch import scratch_postgres  # noqa: E402  (bench/ is on the path when run)
 from storage.models import OutboxItem  # noqa: E402
 from storage.records import OutgoingReply  # noqa: E402
 from tests.fakes.telegram import FakeTelegram  # noqa: E402
@@ -125,23 +125,6 @@ async def run(database_url: str, count: int, chats: int, enforce: bool,
     # The steady rate: messages per second between the first and the last the fake accepted.
     steady = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
     return count / elapsed, sent, violations, limited, steady
-
-
-async def scratch_postgres(server_url: str) -> tuple[str, Any]:
-    server = normalise_url(server_url)
-    name = f"hotline_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
-
-    async def drop() -> None:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        await admin.dispose()
-
-    await asyncio.to_thread(upgrade, url)
-    return url, drop
 
 
 async def main() -> None:

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import aiohttp
-import pytest
-from aiohttp.test_utils import TestServer
 from sqlalchemy import insert
 from twilio.request_validator import RequestValidator
 
@@ -20,19 +17,11 @@ from storage.crypto import Vault, new_master_key
 from storage.models import OutboxItem
 from storage.outbox import Sender
 from storage.db import create_engine
+from tests.bot.test_sms import fake  # noqa: F401  (the same fake Twilio fixture)
 from tests.bot.test_telegram_processes import free_port, migrate, start, stop, until
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 SENDER = "+15005550006"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[tuple[FakeTwilio, str]]:
-    twilio = FakeTwilio()
-    server = TestServer(twilio.app())
-    await server.start_server()
-    yield twilio, str(server.make_url("")).rstrip("/")
-    await server.close()
 
 
 async def test_an_sms_conversation_through_a_real_process(

@@ -11,7 +11,6 @@ import time
 import uuid
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 
