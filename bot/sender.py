@@ -98,7 +98,7 @@ class SenderLoop:
                 later = settlement.retry_at
                 settlements += [
                     Settlement(i.id, "queued", retry_at=later, error="waiting for an earlier "
-                               "message to the same person")
+                               "message to the same person", not_tried=True)
                     for i in items[index + 1:]
                 ]
                 break

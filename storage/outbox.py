@@ -87,6 +87,7 @@ class Settlement:
     retry_at: datetime | None = None
     error: str | None = None
     erase: bool = False  # an erased contact's farewell: delete the row once sent
+    not_tried: bool = False  # held back unsent (behind a failed message): no attempt spent
 
 
 class Sender:
@@ -156,7 +157,8 @@ class Sender:
         rows = [
             {"b_id": s.id, "b_status": s.status, "b_provider_id": s.provider_id,
              "b_sent_at": now if s.status == "sent" else None,
-             "b_next": s.retry_at or now, "b_error": (s.error or "")[:200] or None}
+             "b_next": s.retry_at or now, "b_error": (s.error or "")[:200] or None,
+             "b_refund": 1 if s.not_tried else 0}
             for s in settlements
             if s.id not in erased
         ]
@@ -199,6 +201,7 @@ _SETTLE = (
         sent_at=bindparam("b_sent_at"),
         next_attempt_at=bindparam("b_next"),
         last_error=bindparam("b_error"),
+        attempts=OutboxItem.attempts - bindparam("b_refund"),
     )
 )
 

@@ -277,3 +277,17 @@ async def test_the_shared_schedule_spaces_sends_and_honours_pauses(services: Ser
     assert (await other.plan([(4, [bot, chat_b], 1)]))[4] >= 1001.1 - 1e-6
     await planner.pause("bot", 30)
     assert (await other.plan([(5, [("bot", 0.1)], 1)]))[5] >= 1030.0 - 1e-6
+
+
+async def test_messages_held_back_behind_a_failure_keep_their_attempts(
+    client: TestClient, sender: SenderLoop, fake: FakeTelegram, services: Services
+) -> None:
+    await deliver(client, "message", message_update(CHAT, 1, "hi"), 1)
+    await deliver(client, "message", message_update(CHAT, 2, "sos"), 2)
+    fake.fail_next("sendMessage", 502, "Bad Gateway")
+    await sender.run_once()
+    async with services.db.connect() as conn:
+        rows = (await conn.execute(select(OutboxItem.attempts, OutboxItem.status)
+                                   .order_by(OutboxItem.id))).all()
+    assert [tuple(r) for r in rows] == [(1, "queued"), (0, "queued")]
+    assert fake.texts(CHAT) == []  # the second did not overtake the first
