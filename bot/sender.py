@@ -17,7 +17,6 @@ from datetime import datetime, timedelta, timezone
 from bot.channels.base import ChannelClient, Failed, Result, Retry, Sent
 from bot.ratelimit import SendPlanner
 from storage.outbox import Claimed, Sender, Settlement
-from storage.ratelimits import SharedSchedule
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ class SenderLoop:
     ) -> None:
         self._outbox = outbox
         self._clients = dict(clients)
-        self._planner = planner or SendPlanner(SharedSchedule(outbox.engine))
+        self._planner = planner or SendPlanner(outbox.shared_schedule())
         self._batch = batch
         self._lease = lease
         self._max_attempts = max_attempts

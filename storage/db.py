@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -65,6 +66,11 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # An AUTOCOMMIT connection runs single statements, each atomic by itself.
         if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def upsert_insert(dialect_name: str) -> Any:
+    """The insert construct with ON CONFLICT support for this dialect (both have one)."""
+    return postgresql.insert if dialect_name == "postgresql" else sqlite.insert
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.crypto import Vault
 from storage.models import Contact, OutboxItem
+from storage.ratelimits import SharedSchedule
 from storage.records import OutgoingReply
 
 
@@ -99,10 +100,6 @@ class Sender:
         self._engine = engine
         self._vault = vault
 
-    @property
-    def engine(self) -> AsyncEngine:
-        return self._engine
-
     async def claim(
         self, channels: Sequence[str], now: datetime, limit: int, lease: timedelta
     ) -> list[Claimed]:
@@ -169,6 +166,33 @@ class Sender:
             if erased:
                 await conn.execute(delete(OutboxItem).where(OutboxItem.id.in_(erased)))
 
+    def shared_schedule(self) -> SharedSchedule:
+        """The rate-limit schedule that every sender on this database shares."""
+        return SharedSchedule(self._engine)
+
+    async def record_delivery(self, provider_id: str, status: str,
+                              error_code: str | None) -> bool:
+        """Apply a provider's delivery report; False if it is unknown or would move
+        backwards."""
+        rank = DELIVERY_ORDER.get(status)
+        if rank is None:
+            return False
+        behind = [s for s, r in DELIVERY_ORDER.items() if r < rank]
+        values: dict[str, object] = {"delivery_status": status}
+        if status in ("undelivered", "failed"):
+            values["last_error"] = f"{status}: error {error_code or 'unknown'}"
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(OutboxItem)
+                .where(
+                    OutboxItem.provider_id == provider_id,
+                    OutboxItem.delivery_status.is_(None)
+                    | OutboxItem.delivery_status.in_(behind),
+                )
+                .values(**values)
+            )
+        return bool(result.rowcount)
+
     async def mark_contact_stopped(self, contact_id: int) -> None:
         """The person blocked the bot or opted out at the provider: send them nothing more."""
         async with self._engine.begin() as conn:
@@ -192,6 +216,10 @@ class Sender:
             await self.mark_contact_stopped(contact_id)
 
 
+# Twilio's message states in the order they happen; a report never moves a message back.
+DELIVERY_ORDER = {"accepted": 0, "queued": 1, "sending": 2, "sent": 3, "delivered": 4,
+                  "read": 5, "undelivered": 4, "failed": 4}
+
 _SETTLE = (
     update(OutboxItem)
     .where(OutboxItem.id == bindparam("b_id"), OutboxItem.status == "sending")
@@ -205,29 +233,3 @@ _SETTLE = (
     )
 )
 
-
-# Twilio's message states in the order they happen; a report never moves a message back.
-DELIVERY_ORDER = {"accepted": 0, "queued": 1, "sending": 2, "sent": 3, "delivered": 4,
-                  "read": 5, "undelivered": 4, "failed": 4}
-
-
-async def record_delivery(engine: AsyncEngine, provider_id: str, status: str,
-                          error_code: str | None) -> bool:
-    """Apply a provider's delivery report; False if it is unknown or would move backwards."""
-    rank = DELIVERY_ORDER.get(status)
-    if rank is None:
-        return False
-    behind = [s for s, r in DELIVERY_ORDER.items() if r < rank]
-    values: dict[str, object] = {"delivery_status": status}
-    if status in ("undelivered", "failed"):
-        values["last_error"] = f"{status}: error {error_code or 'unknown'}"
-    async with engine.begin() as conn:
-        result = await conn.execute(
-            update(OutboxItem)
-            .where(
-                OutboxItem.provider_id == provider_id,
-                (OutboxItem.delivery_status.is_(None)) | OutboxItem.delivery_status.in_(behind),
-            )
-            .values(**values)
-        )
-    return bool(result.rowcount)

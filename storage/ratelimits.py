@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from sqlalchemy import func
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from storage.db import upsert_insert
 from storage.models import RateLimit
 
 
@@ -20,7 +20,7 @@ class SharedSchedule:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         dialect = engine.dialect.name
-        self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self._insert = upsert_insert(dialect)
         self._greatest = func.greatest if dialect == "postgresql" else func.max
 
     async def reserve(self, demands: Mapping[str, float], now: float) -> dict[str, float]:

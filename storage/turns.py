@@ -20,10 +20,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, delete, exists, func, insert, literal, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.crypto import Vault
+from storage.db import upsert_insert
 from storage.models import Contact, Conversation, Message, OutboxItem
 from storage.records import OutgoingReply, Profile, State
 
@@ -95,9 +95,7 @@ class Turn:
     async def _create(self, now: datetime) -> None:
         """Insert the contact and its conversation; safe to repeat, and safe if a crash came
         between the two (the conversation insert finds the contact by its hash)."""
-        dialect_insert = (
-            postgresql.insert if self._conn.dialect.name == "postgresql" else sqlite.insert
-        )
+        dialect_insert = upsert_insert(self._conn.dialect.name)
         contact_id = (await self._conn.execute(
             dialect_insert(Contact)
             .values(

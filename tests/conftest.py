@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -113,6 +114,16 @@ class Phone:
         replies = await self.send(text, choice=choice)
         assert len(replies) == 1, replies
         return replies[0].text
+
+
+@pytest.fixture
+async def client(services: Services) -> AsyncIterator[TestClient]:
+    """The whole web app over loopback HTTP, without its background sender: tests drive the
+    sender themselves. `services` is whatever the test module provides (channels configured)."""
+    from bot.web.app import create_app
+
+    async with TestClient(TestServer(create_app(services, background=False))) as test_client:
+        yield test_client
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from twilio.rest import Client
 from bot.channels.base import Failed, Result, Retry, Sent
 from bot.channels.render import render_sms
 from flows.engine import Engine, Inbound
-from storage.outbox import Claimed, Sender, record_delivery
+from storage.outbox import Claimed, Sender
 
 CHANNEL = "sms"
 INBOUND_PATH = "/webhooks/twilio/sms"
@@ -164,7 +164,7 @@ def twilio_routes(engine: Engine, outbox: Sender, hash_address: Any, *, auth_tok
             return web.Response(status=403, text="invalid signature")
         sid, state = form.get("MessageSid"), form.get("MessageStatus", "").lower()
         if sid and state:
-            await record_delivery(outbox.engine, sid, state, form.get("ErrorCode"))
+            await outbox.record_delivery(sid, state, form.get("ErrorCode"))
         return web.Response(status=204)
 
     return [web.post(INBOUND_PATH, inbound_sms), web.post(STATUS_PATH, status)]

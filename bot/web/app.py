@@ -86,7 +86,6 @@ async def run_background(services: Services) -> AsyncIterator[None]:
                           lease=timedelta(seconds=settings.sender_lease_seconds))
         tasks.append(asyncio.create_task(loop.run(stop), name="sender"))
     bot, dispatcher = services.telegram_bot, services.telegram_dispatcher
-    settings = services.settings
     if bot is not None and dispatcher is not None:
         from bot.channels.telegram import ALLOWED_UPDATES
 

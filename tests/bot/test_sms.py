@@ -15,7 +15,6 @@ from bot.channels.sms import normalise_number, sms_segments
 from bot.sender import SenderLoop
 from bot.services import Services
 from bot.settings import Settings, SettingsError
-from bot.web.app import create_app
 from flows.i18n import translator
 from storage.models import Contact, OutboxItem
 from tests.conftest import make_settings
@@ -45,12 +44,6 @@ async def services(database_url: str, tmp_path: Path,
     ))
     yield built
     await built.close()
-
-
-@pytest.fixture
-async def client(services: Services) -> AsyncIterator[TestClient]:
-    async with TestClient(TestServer(create_app(services, background=False))) as test_client:
-        yield test_client
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from sqlalchemy import func, select
 from bot.channels.telegram import TelegramClient, split_text
 from bot.sender import SenderLoop
 from bot.services import Services
-from bot.web.app import create_app
 from flows.i18n import translator
 from storage.models import Contact, OutboxItem
 from tests.conftest import make_settings
@@ -61,12 +60,6 @@ async def services(database_url: str, tmp_path: Path, fake: FakeTelegram,
     ))
     yield built
     await built.close()
-
-
-@pytest.fixture
-async def client(services: Services) -> AsyncIterator[TestClient]:
-    async with TestClient(TestServer(create_app(services, background=False))) as test_client:
-        yield test_client
 
 
 @pytest.fixture
