@@ -18,7 +18,7 @@ from storage.models import OutboxItem
 from storage.outbox import Sender
 from storage.db import create_engine
 from tests.bot.test_sms import fake  # noqa: F401  (the same fake Twilio fixture)
-from tests.bot.test_telegram_processes import free_port, migrate, start, stop, until
+from tests.bot.test_telegram_processes import free_port, migrate, serving, start, stop, until
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 SENDER = "+15005550006"
@@ -39,13 +39,8 @@ async def test_an_sms_conversation_through_a_real_process(
     process = await start("run", "--port", str(port), env=env)
     person = "+998901234567"  # Uzbekistan
     try:
+        await serving(port)
         async with aiohttp.ClientSession() as http:
-            for _ in range(100):
-                try:
-                    async with http.get(f"{public}/healthz"):
-                        break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.1)
 
             async def text(body: str, sid: str, signature: str | None = None) -> int:
                 form = {"From": person, "To": SENDER, "Body": body, "MessageSid": sid}

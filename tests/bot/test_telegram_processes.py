@@ -73,6 +73,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def serving(port: int, seconds: float = 30) -> None:
+    """Wait until `hotline run` answers: it registers its webhook before it listens."""
+    async with aiohttp.ClientSession() as http:
+        for _ in range(int(seconds * 10)):
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("hotline run did not start listening")
+
+
 async def migrate(env: dict[str, str]) -> None:
     process = await start("db", "upgrade", env=env)
     assert await process.wait() == 0
@@ -113,6 +127,7 @@ async def test_the_webhook_with_a_correct_and_a_forged_secret(
     process = await start("run", "--port", str(port), env=env)
     try:
         await until(lambda: bool(telegram.webhook))
+        await serving(port)
         assert telegram.webhook["url"] == f"http://127.0.0.1:{port}/webhooks/telegram"
         assert telegram.webhook["secret_token"] == SECRET
         update = {"update_id": 1, "message": message_update(55, 1, "hello")}
