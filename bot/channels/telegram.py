@@ -24,6 +24,7 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 from aiogram.filters import CommandObject, CommandStart
+from aiogram.methods.base import Response
 from aiogram.types import (
     CallbackQuery,
     ChatMemberUpdated,
@@ -41,6 +42,10 @@ CHANNEL = "telegram"
 MAX_TEXT = 4096  # characters of one message's text, after entity parsing
 GLOBAL_SCOPE = "telegram"
 log = logging.getLogger(__name__)
+# aiogram parses every answer as Response[<type>], a generic pydantic model that pydantic caches
+# only weakly: without a strong reference each garbage collection throws it away and the next
+# send rebuilds it (about 8 ms each, some 8% of the sender's time when profiled).
+_KEEP_RESPONSE_TYPES = (Response[Message], Response[bool])
 
 
 def make_bot(token: str, api_base: str | None = None) -> Bot:
