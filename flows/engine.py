@@ -61,6 +61,9 @@ class Outcome:
     reprompt: bool = False  # show the current step's prompt again
     end: bool = False  # leave the current flow (the next message starts at home)
     erase: bool = False  # delete everything about the contact; `say` is the last message
+    # Where to go once the flow entered by `goto` is done (a deep link's destination, kept
+    # while the welcome runs first); that flow reads it with `Context.then`.
+    then: StepRef | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,14 @@ class Context:
     async def message_count(self) -> int:
         return await self.turn.count_messages()
 
+    def then(self, default: StepRef) -> StepRef:
+        """Where this flow should lead once it is done: the step an earlier outcome asked for
+        with `then`, or `default`."""
+        kept = self.data.pop("_then", None)
+        if isinstance(kept, list) and len(kept) == 2 and self.registry.has_step(*kept):
+            return kept[0], kept[1]
+        return default
+
 
 @dataclass(frozen=True)
 class Step:
@@ -116,6 +127,9 @@ class Flow:
     steps: Mapping[str, Step]
 
 
+Handler = Callable[[Context], Awaitable[Outcome]]  # what a keyword or a deep link does
+
+
 @dataclass(frozen=True)
 class Keyword:
     """A global keyword. `words` is a comma-separated list marked with NP_("keywords", ...);
@@ -123,9 +137,23 @@ class Keyword:
 
     name: str
     words: str
-    handler: Callable[[Context], Awaitable[Outcome]]
+    handler: Handler
     when_stopped: bool = False  # also for a contact who sent STOP
     any_language: tuple[str, ...] = ()  # words that need no translation ("sos", "112")
+
+
+@dataclass(frozen=True)
+class DeepLink:
+    """What a deep link's payload asks for (t.me/bot?start=ru-emergency): a language, a
+    destination, both or neither. Parts it does not know are ignored, so an old poster's link
+    still opens the bot."""
+
+    locale: str | None = None
+    target: Handler | None = None
+
+
+# Telegram allows A-Z, a-z, 0-9, _ and - in a payload, up to 64 characters.
+DEEP_LINK_MAX = 64
 
 
 class Registry:
@@ -136,9 +164,10 @@ class Registry:
         start: StepRef,
         home: StepRef,
         keywords: Sequence[Keyword],
-        when_stopped: Callable[[Context], Awaitable[Outcome]],
-        lost: Callable[[Context], Awaitable[Outcome]],
-        unsupported: Callable[[Context], Awaitable[Outcome]],
+        when_stopped: Handler,
+        lost: Handler,
+        unsupported: Handler,
+        deep_links: Mapping[str, Handler] | None = None,
     ) -> None:
         self.flows = {f.name: f for f in flows}
         self.start = start
@@ -147,9 +176,25 @@ class Registry:
         self.when_stopped = when_stopped
         self.lost = lost
         self.unsupported = unsupported
+        self.deep_links = dict(deep_links or {})
         for ref in (start, home):
             self.step(ref)  # fail at start-up, not in a conversation
+        for name in self.deep_links:
+            if not name.isascii() or not name.isalnum() or name != name.lower() or name in SHIPPED:
+                raise ValueError(f"deep link {name!r} must be lowercase letters and digits, "
+                                 "and not a language code")
         self._words = self._keyword_table(keywords)
+
+    def deep_link(self, payload: str | None) -> DeepLink:
+        """Read a payload such as "ru", "emergency" or "ru-emergency" (also "_" between the
+        parts, any case)."""
+        locale = target = None
+        for part in (payload or "")[:DEEP_LINK_MAX].lower().replace("_", "-").split("-"):
+            if part in SHIPPED and locale is None:
+                locale = part
+            elif part in self.deep_links and target is None:
+                target = self.deep_links[part]
+        return DeepLink(locale, target)
 
     def step(self, ref: StepRef) -> Step:
         return self.flows[ref[0]].steps[ref[1]]
@@ -345,6 +390,8 @@ class Engine:
         if outcome.goto is not None:
             _enter(state, outcome.goto)
             shown = outcome.goto
+            if outcome.then is not None:
+                state.data["_then"] = list(outcome.then)
         elif outcome.reprompt and current is not None and not outcome.end:
             shown = current
         texts = [s for s in outcome.say if s]

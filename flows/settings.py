@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flows.choices import Option
 from flows.engine import Answer, Context, Flow, Outcome, Prompt, Step
-from flows.i18n import N_, language_name, shipped_locale
-from flows.welcome import HOME, country_options, language_options, yes_no_unsure
+from flows.i18n import N_, language_name
+from flows.welcome import HOME, country_options, language_options, unwelcomed, yes_no_unsure
 
 
 async def main_prompt(ctx: Context) -> Prompt:
@@ -82,16 +82,20 @@ async def on_stop(ctx: Context) -> Outcome:
 
 
 async def on_start(ctx: Context) -> Outcome:
+    """START, /start, or a deep link (t.me/bot?start=ru-emergency) that may carry the
+    language and a destination."""
     ctx.profile.status = "active"
-    # A deep link may carry the language (t.me/bot?start=ru): no need to ask it.
-    chosen = shipped_locale(ctx.start_payload)
-    if chosen:
-        ctx.profile.locale = chosen
-        if ctx.profile.safe_to_text is None:
-            return Outcome(goto=("welcome", "safety"))
-    if ctx.profile.locale is None:
-        return Outcome(goto=("welcome", "language"))
-    return Outcome(say=[ctx.t(N_("Welcome back."))], goto=HOME)
+    link = ctx.registry.deep_link(ctx.start_payload)
+    if link.locale:
+        ctx.profile.locale = link.locale  # no need to ask it
+    outcome = await link.target(ctx) if link.target else None
+    welcome = unwelcomed(ctx)
+    if welcome is not None:
+        # What the link shows (emergency numbers) is shown at once; where it leads waits
+        # until the welcome is done.
+        return Outcome(say=outcome.say if outcome else [], goto=welcome,
+                       then=outcome.goto if outcome else None)
+    return outcome or Outcome(say=[ctx.t(N_("Welcome back."))], goto=HOME)
 
 
 async def when_stopped(ctx: Context) -> Outcome:

@@ -36,6 +36,10 @@ async def on_delete(ctx: Context) -> Outcome:
     return Outcome(goto=("settings", "delete"))
 
 
+async def on_settings(ctx: Context) -> Outcome:
+    return Outcome(goto=("settings", "main"))
+
+
 # TRANSLATORS: the keyword lists are comma-separated words or short phrases a person would
 # actually type in your language, first the one our messages show ("Send STOP"). Keep the
 # English words in English; add your language's words, both scripts where people use both.
@@ -54,6 +58,18 @@ KEYWORDS = (
 )
 
 
+# Deep links (t.me/<bot>?start=<payload>) for posters, cards and partner sites, optionally with
+# a language before them: ?start=emergency, ?start=uk-emergency. Nothing that stops messages or
+# deletes data can be linked: a link someone else sends must not do that to a person.
+DEEP_LINKS = {
+    "emergency": on_emergency,
+    "menu": on_menu,
+    "settings": on_settings,
+    "language": on_language,
+    "help": on_help,
+}
+
+
 def standard_registry() -> Registry:
     return Registry(
         [welcome.FLOW, menu.FLOW, settings.FLOW],
@@ -63,4 +79,5 @@ def standard_registry() -> Registry:
         when_stopped=settings.when_stopped,
         lost=menu.on_lost,
         unsupported=on_unsupported,
+        deep_links=DEEP_LINKS,
     )

@@ -8,10 +8,20 @@ from babel import Locale
 
 from flows.choices import Option
 from flows.emergency import country_name, directory
-from flows.engine import Answer, Context, Flow, Outcome, Prompt, Step
+from flows.engine import Answer, Context, Flow, Outcome, Prompt, Step, StepRef
 from flows.i18n import N_, SHIPPED, language_name, translator
 
 HOME = ("menu", "main")
+
+
+def unwelcomed(ctx: Context) -> StepRef | None:
+    """The welcome step a person still has to answer, if any: nobody is sent on before we
+    know their language and whether it is safe to text them."""
+    if ctx.profile.locale is None:
+        return ("welcome", "language")
+    if ctx.profile.safe_to_text is None:
+        return ("welcome", "safety")
+    return None
 
 
 @lru_cache(maxsize=1)
@@ -80,7 +90,7 @@ async def safety_answered(ctx: Context, answer: Answer) -> Outcome:
         )
     if ctx.profile.country is None:
         return Outcome(say=say, goto=("welcome", "country"))
-    return Outcome(say=say, goto=HOME)
+    return Outcome(say=say, goto=ctx.then(HOME))
 
 
 async def country_prompt(ctx: Context) -> Prompt:
@@ -94,7 +104,7 @@ async def country_prompt(ctx: Context) -> Prompt:
 async def country_chosen(ctx: Context, answer: Answer) -> Outcome:
     if answer.choice != "none":
         ctx.profile.country = answer.choice
-    return Outcome(goto=HOME)
+    return Outcome(goto=ctx.then(HOME))
 
 
 FLOW = Flow(

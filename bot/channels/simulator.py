@@ -35,14 +35,18 @@ class Simulator:
         self._outbox = outbox
 
     async def exchange(self, message: SimulatorMessage) -> list[Rendered]:
+        # "/start <payload>" is what a Telegram deep link sends: the simulator reads it alike.
+        command, _, payload = (message.text or "").strip().partition(" ")
+        deep_link = command == "/start"
         await self._engine.handle(
             Inbound(
                 channel=CHANNEL,
                 address=message.user,
-                text=message.text,
+                text=command if deep_link else message.text,
                 choice=message.choice,
                 message_id=message.message_id,
                 locale_hint=message.language_code,
+                start_payload=payload.strip() or None if deep_link else None,
             )
         )
         deliveries = await self._outbox.deliver_to_recipient(

@@ -125,6 +125,17 @@ async def test_a_deep_link_chooses_the_language(
         translator("uk")("Is it safe for you to get messages from us on this phone?")]
 
 
+async def test_a_deep_link_leads_to_a_flow(
+    client: TestClient, sender: SenderLoop, fake: FakeTelegram
+) -> None:
+    await deliver(client, "message", message_update(CHAT, 1, "/start ky-emergency"), 1)
+    await sender.run_once()
+    [text] = fake.texts(CHAT)
+    ky = translator("ky")
+    assert text.startswith(ky("If you are in danger now, call:")) and "112" in text
+    assert text.endswith(ky("Is it safe for you to get messages from us on this phone?"))
+
+
 async def test_updates_without_text_get_a_polite_answer(
     client: TestClient, sender: SenderLoop, fake: FakeTelegram
 ) -> None:

@@ -81,7 +81,57 @@ async def test_keywords_work_mid_flow_in_every_language(services: Services) -> N
         stop_word = registry.keyword_words("stop", t)[0]
         assert t(STOPPED_MSG).split("{start}")[0] in await phone.say(f"{stop_word}!"), locale
         start_word = registry.keyword_words("start", t)[0]
-        assert t(MENU_Q) in await phone.say(start_word), locale
+        # They left the safety question unanswered: starting again asks it before anything.
+        assert t(SAFETY_Q) in await phone.say(start_word), locale
+        assert t("Which country are you in now?") in await phone.say("1"), locale
+
+
+async def test_a_deep_link_shows_emergency_numbers_before_the_welcome(services: Services
+                                                                      ) -> None:
+    phone = Phone(services, style="telegram")
+    [reply] = await phone.send("/start uk-emergency")
+    uk = translator("uk")
+    assert reply.text.startswith(uk("If you are in danger now, call:"))
+    assert "112" in reply.text
+    # The language came with the link; the safety question still comes before anything else.
+    assert reply.text.endswith(uk(SAFETY_Q))
+    [reply] = await phone.send(choice="yes")
+    assert uk("Which country are you in now? We use it only to show the right emergency "
+              "numbers and services.") in reply.text
+
+
+async def test_a_deep_link_to_settings_waits_for_the_welcome_then_opens_it(phone: Phone
+                                                                          ) -> None:
+    assert "Choose your language" in await phone.say("/start settings")
+    assert SAFETY_Q in await phone.say("1")
+    assert "Which country are you in now?" in await phone.say("yes")
+    assert "Settings. What would you like to change?" in await phone.say("Spain")
+    # Once there, the welcome is over: a later /start greets and goes home.
+    assert MENU_Q in await phone.say("/start")
+
+
+async def test_a_deep_link_for_someone_already_welcomed_goes_straight_there(phone: Phone
+                                                                           ) -> None:
+    await welcome(phone)
+    assert "Settings. What would you like to change?" in await phone.say("/start SETTINGS")
+    assert translator("ru")("Choose your language:") in await phone.say("/start ru_language")
+    assert "112" in await phone.say("/start emergency")
+
+
+async def test_unknown_or_hostile_deep_links_only_greet(phone: Phone) -> None:
+    await welcome(phone)
+    for payload in ("stop", "delete", "x" * 500, "xx-" * 40, "'; drop table contacts; --"):
+        reply = await phone.say(f"/start {payload}")
+        assert reply.startswith("Welcome back."), payload
+    assert "Settings" in await phone.say("2")  # nothing was stopped or deleted
+
+
+def test_a_deep_link_name_that_is_a_language_code_is_refused() -> None:
+    registry = standard_registry()
+    with pytest.raises(ValueError, match="language code"):
+        type(registry)(list(registry.flows.values()), start=registry.start, home=registry.home, keywords=(),
+                       when_stopped=registry.when_stopped, lost=registry.lost,
+                       unsupported=registry.unsupported, deep_links={"ru": registry.lost})
 
 
 async def test_emergency_comes_first_even_for_a_new_contact(phone: Phone) -> None:
