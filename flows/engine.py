@@ -54,9 +54,18 @@ class Prompt:
     options: tuple[Option, ...] = ()
 
 
+@dataclass(frozen=True)
+class Long:
+    """Content with a short version, for channels where every character costs and may be seen
+    over a shoulder (SMS): Telegram shows `full`, SMS sends `short`."""
+
+    full: str
+    short: str
+
+
 @dataclass
 class Outcome:
-    say: list[str] = field(default_factory=list)
+    say: list[str | Long] = field(default_factory=list)
     goto: StepRef | None = None  # enter this step and show its prompt
     reprompt: bool = False  # show the current step's prompt again
     end: bool = False  # leave the current flow (the next message starts at home)
@@ -394,23 +403,25 @@ class Engine:
                 state.data["_then"] = list(outcome.then)
         elif outcome.reprompt and current is not None and not outcome.end:
             shown = current
-        texts = [s for s in outcome.say if s]
+        said = [s if isinstance(s, Long) else Long(s, s) for s in outcome.say if s]
         options: tuple[Option, ...] = ()
         if shown is not None:
             prompt = await self._registry.step(shown).prompt(ctx)
-            texts.append(prompt.text)
+            said.append(Long(prompt.text, prompt.text))
             options = prompt.options
-        if not texts:
+        if not said:
             # Every message gets an answer: show the home step rather than stay silent.
             _enter(state, self._registry.home)
             prompt = await self._registry.step(self._registry.home).prompt(ctx)
-            texts, options = [prompt.text], prompt.options
-        t = ctx.t
+            said, options = [Long(prompt.text, prompt.text)], prompt.options
+        full = "\n\n".join(s.full for s in said)
+        short = "\n\n".join(s.short for s in said)
         return [
             OutgoingReply(
-                text="\n\n".join(texts),
+                text=full,
                 options=tuple((o.id, o.label) for o in options),
-                rtl=t.rtl,
+                rtl=ctx.t.rtl,
+                short=short if short != full else None,
             )
         ]
 

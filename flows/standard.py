@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from flows import menu, settings, welcome
 from flows.emergency import on_emergency
-from flows.engine import Context, Keyword, Outcome, Registry
+from flows.engine import Context, Keyword, Long, Outcome, Registry
 from flows.i18n import N_, NP_
 
 
 async def on_help(ctx: Context) -> Outcome:
-    text = ctx.t(N_(
+    words = {k: ctx.word(k) for k in ("menu", "emergency", "language", "stop", "delete")}
+    full = ctx.t(N_(
         "This is a free and confidential helpline. You can send these words at any time:\n"
         "{menu} – main menu\n{emergency} – emergency numbers\n{language} – change language\n"
         "{stop} – stop messages\n{delete} – delete your data"
-    )).format(**{k: ctx.word(k) for k in ("menu", "emergency", "language", "stop", "delete")})
-    return Outcome(say=[text], reprompt=True)
+    )).format(**words)
+    # TRANSLATORS: the SMS version of the help text above: keep it to one short line.
+    short = ctx.t(N_("Send {menu}, {emergency}, {language}, {stop} or {delete} at any time."))
+    return Outcome(say=[Long(full, short.format(**words))], reprompt=True)
 
 
 async def on_unsupported(ctx: Context) -> Outcome:

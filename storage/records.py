@@ -38,9 +38,13 @@ class OutgoingReply:
     text: str
     options: tuple[tuple[str, str], ...] = ()  # (id, label)
     rtl: bool = False
+    short: str | None = None  # the same reply with long content in its short version (SMS)
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "options": [list(o) for o in self.options], "rtl": self.rtl}
+        data = {"text": self.text, "options": [list(o) for o in self.options], "rtl": self.rtl}
+        if self.short is not None:
+            data["short"] = self.short
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> OutgoingReply:
@@ -48,4 +52,5 @@ class OutgoingReply:
             text=data["text"],
             options=tuple((str(i), str(label)) for i, label in data.get("options", ())),
             rtl=bool(data.get("rtl", False)),
+            short=data.get("short"),
         )

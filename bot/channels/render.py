@@ -17,9 +17,10 @@ class Rendered:
 
 
 def render_sms(reply: OutgoingReply) -> Rendered:
-    """Plain text with numbered choices: any handset shows it. No direction marks: Arabic
-    phones lay out Arabic text by themselves, and old handsets show the marks as boxes."""
-    lines = [reply.text]
+    """Plain text with numbered choices: any handset shows it. Long content goes in its short
+    version. No direction marks: Arabic phones lay out Arabic text by themselves, and old
+    handsets show the marks as boxes."""
+    lines = [reply.short if reply.short is not None else reply.text]
     if reply.options:
         lines.append("\n".join(f"{i}. {label}" for i, (_, label) in enumerate(reply.options, 1)))
     return Rendered("\n\n".join(lines), (), reply.rtl)
@@ -32,6 +33,21 @@ def render_telegram(reply: OutgoingReply) -> Rendered:
     if reply.rtl:
         text = "\n".join(RLM + line if line else line for line in text.split("\n"))
     return Rendered(text, reply.options, reply.rtl)
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Split a text too long for one message at the last paragraph break, else line break,
+    else space, that leaves the part at least half full; a run with none of them is cut hard."""
+    parts: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        window = rest[:limit]
+        cut = next((at for at in (window.rfind(sep) for sep in ("\n\n", "\n", " "))
+                    if at >= limit // 2), limit)
+        parts.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip("\n ")
+    parts.append(rest)
+    return [p for p in parts if p] or [""]
 
 
 RENDERERS = {"sms": render_sms, "telegram": render_telegram}

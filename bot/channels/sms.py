@@ -19,13 +19,15 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from bot.channels.base import Failed, Result, Retry, Sent
-from bot.channels.render import render_sms
+from bot.channels.render import render_sms, split_text
 from flows.engine import Engine, Inbound
 from storage.outbox import Claimed, Sender
 
 CHANNEL = "sms"
 INBOUND_PATH = "/webhooks/twilio/sms"
 STATUS_PATH = "/webhooks/twilio/status"
+# Twilio refuses a body over 1,600 characters (error 21617); longer replies go as several SMS.
+MAX_BODY = 1600
 TWILIO_API = "https://api.twilio.com"
 log = logging.getLogger(__name__)
 _quiet = logging.getLogger("hotline.twilio")  # twilio logs every request at INFO otherwise
@@ -59,6 +61,12 @@ def normalise_number(raw: str) -> tuple[str, str | None] | None:
         return None
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return e164, phonenumbers.region_code_for_number(number)
+
+
+def sms_bodies(item: Claimed) -> list[str]:
+    """The SMS one reply goes as: its short version, numbered choices, split if over Twilio's
+    limit."""
+    return split_text(render_sms(item.reply).text, MAX_BODY)
 
 
 class _TwilioHttp(AsyncTwilioHttpClient):
@@ -100,16 +108,17 @@ class TwilioClient:
         return [(self._scope, self._interval)]
 
     def cost(self, item: Claimed) -> float:
-        return float(sms_segments(render_sms(item.reply).text))
+        return float(sum(map(sms_segments, sms_bodies(item))))
 
     async def send(self, item: Claimed) -> Result:
         sender = {"from_": self._from} if self._from else {
             "messaging_service_sid": self._service}
         try:
-            message = await self._client.messages.create_async(
-                to=item.address, body=render_sms(item.reply).text,
-                status_callback=self._status_callback, **sender,
-            )
+            for body in sms_bodies(item):
+                message = await self._client.messages.create_async(
+                    to=item.address, body=body, status_callback=self._status_callback,
+                    **sender,
+                )
         except TwilioRestException as exc:
             reason = f"twilio {exc.status} error {exc.code}"
             if exc.code == 21610:  # the person replied STOP to this sender

@@ -34,7 +34,7 @@ from aiogram.types import (
 )
 
 from bot.channels.base import Failed, Result, Retry, Sent
-from bot.channels.render import render_telegram
+from bot.channels.render import render_telegram, split_text
 from flows.engine import Engine, Inbound
 from storage.outbox import Claimed, Sender
 
@@ -58,21 +58,6 @@ def make_bot(token: str, api_base: str | None = None) -> Bot:
     return Bot(token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
 
 
-def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
-    """Split at the last paragraph break, else line break, else space, that leaves the part at
-    least half full; a run with none of them is cut hard."""
-    parts: list[str] = []
-    rest = text
-    while len(rest) > limit:
-        window = rest[:limit]
-        cut = next((at for at in (window.rfind(sep) for sep in ("\n\n", "\n", " "))
-                    if at >= limit // 2), limit)
-        parts.append(rest[:cut].rstrip())
-        rest = rest[cut:].lstrip("\n ")
-    parts.append(rest)
-    return [p for p in parts if p] or [""]
-
-
 class TelegramClient:
     """Sends outbox rows with aiogram's Bot and maps Telegram's answers to sender results."""
 
@@ -88,11 +73,11 @@ class TelegramClient:
                 (f"telegram:{item.address_hash.hex()}", self._chat_interval)]
 
     def cost(self, item: Claimed) -> float:
-        return float(len(split_text(item.reply.text)))
+        return float(len(split_text(item.reply.text, MAX_TEXT)))
 
     async def send(self, item: Claimed) -> Result:
         rendered = render_telegram(item.reply)
-        parts = split_text(rendered.text)
+        parts = split_text(rendered.text, MAX_TEXT)
         keyboard = (
             InlineKeyboardMarkup(inline_keyboard=[
                 [InlineKeyboardButton(text=label, callback_data=choice_id[:64])]

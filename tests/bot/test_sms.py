@@ -11,12 +11,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
+from bot.channels.base import Sent
 from bot.channels.sms import normalise_number, sms_segments
 from bot.sender import SenderLoop
 from bot.services import Services
 from bot.settings import Settings, SettingsError
 from flows.i18n import translator
 from storage.models import Contact, OutboxItem
+from storage.outbox import Claimed
+from storage.records import OutgoingReply
 from tests.conftest import make_settings
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
@@ -189,6 +192,38 @@ async def test_server_errors_retry_and_bad_requests_fail(
         failed = (await conn.execute(select(OutboxItem.last_error)
                                      .where(OutboxItem.status == "failed"))).scalars().all()
     assert failed and "21211" in failed[0]
+
+
+async def test_long_content_goes_as_its_short_version(
+    client: TestClient, sender: SenderLoop, fake: tuple[FakeTwilio, str]
+) -> None:
+    twilio, _ = fake
+    await text_in(client, "help", "SM1")
+    await sender.run_once()
+    [body] = twilio.bodies(PERSON)
+    ru = translator("ru")  # the number's country speaks Russian first
+    short = ru("Send {menu}, {emergency}, {language}, {stop} or {delete} at any time.")
+    assert short.startswith("В любой момент") and body.startswith(short.split("{")[0])
+    full = ru("This is a free and confidential helpline. You can send these words at any time:\n"
+              "{menu} – main menu\n{emergency} – emergency numbers\n{language} – change "
+              "language\n{stop} – stop messages\n{delete} – delete your data")
+    assert full != full.split(":")[0] and full.split(":")[0] not in body
+
+
+async def test_a_reply_over_twilios_limit_goes_as_several_sms_in_order(
+    services: Services, fake: tuple[FakeTwilio, str]
+) -> None:
+    twilio, _ = fake
+    client = services.clients["sms"]
+    paragraphs = [f"Paragraph {i}. " + "Ж" * 300 for i in range(12)]  # 3,700 characters
+    reply = OutgoingReply("\n\n".join(paragraphs))
+    item = Claimed(1, "sms", PERSON, b"h", None, reply, 1, False)
+    result = await client.send(item)
+    bodies = twilio.bodies(PERSON)
+    assert len(bodies) == 3 and all(len(b) <= 1600 for b in bodies)
+    assert "\n\n".join(bodies) == reply.text  # cut at paragraph breaks, nothing lost
+    assert result == Sent(provider_id=twilio.sent[-1].sid)
+    assert client.cost(item) == sum(map(sms_segments, bodies))  # the rate limit counts them all
 
 
 def test_segments_by_the_real_rules() -> None:

@@ -11,7 +11,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
-from bot.channels.telegram import TelegramClient, split_text
+from bot.channels.render import split_text
+from bot.channels.telegram import MAX_TEXT, TelegramClient
 from bot.sender import SenderLoop
 from bot.services import Services
 from flows.i18n import translator
@@ -239,11 +240,11 @@ async def test_a_bad_request_is_not_retried(
 def test_long_replies_split_at_paragraphs() -> None:
     paragraph = "word " * 300  # 1,500 characters
     text = "\n\n".join([paragraph.strip()] * 5)
-    parts = split_text(text)
+    parts = split_text(text, MAX_TEXT)
     assert len(parts) == 3
     assert all(len(p) <= 4096 for p in parts)
     assert "\n\n".join(parts) == text
-    assert split_text("x" * 5000) == ["x" * 4096, "x" * 904]
+    assert split_text("x" * 5000, MAX_TEXT) == ["x" * 4096, "x" * 904]
 
 
 async def test_html_is_escaped_and_long_text_is_sent_in_parts(

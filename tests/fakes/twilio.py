@@ -72,6 +72,9 @@ class FakeTwilio:
             return _error(400, 21604, "A 'To' phone number is required.")
         if not body:
             return _error(400, 21602, "Message body is required.")
+        if len(body) > 1600:
+            return _error(400, 21617, "The concatenated message body exceeds the 1600 character "
+                          "limit.")
         segments = sms_segments(body)
         if self.enforce_limits:
             now = time.monotonic()

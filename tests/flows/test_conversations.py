@@ -354,3 +354,25 @@ async def test_two_processes_racing_on_one_contact_lose_no_update(
         assert (version, inbound) == (21, 21)
     finally:
         await other.close()
+
+
+@pytest.mark.parametrize("locale", SHIPPED)
+async def test_help_is_long_on_telegram_and_short_over_sms(services: Services,
+                                                           locale: str) -> None:
+    from bot.channels.sms import sms_segments
+
+    t = translator(locale)
+    replies = {}
+    for style in ("telegram", "sms"):
+        phone = Phone(services, style=style)
+        await welcome(phone, SHIPPED.index(locale) + 1)
+        [replies[style]] = await phone.send("help")
+    full, short = replies["telegram"].text, replies["sms"].text
+    assert full.replace("\u200f", "").startswith(t(
+        "This is a free and confidential helpline. You can send these words at any time:\n"
+        "{menu} – main menu\n{emergency} – emergency numbers\n{language} – change language\n"
+        "{stop} – stop messages\n{delete} – delete your data").split(":")[0])
+    lead = t("Send {menu}, {emergency}, {language}, {stop} or {delete} at any time.")
+    assert short.startswith(lead.split("{")[0])
+    assert t(MENU_Q) in short  # the prompt still follows
+    assert sms_segments(short) < sms_segments(full.replace("\u200f", ""))
