@@ -5,18 +5,21 @@ Each scope (the whole bot, one chat, one SMS sender) has a schedule in the datab
 its sends inside the booking: a send goes at the latest of its scopes' next free times, and moves
 each of them on by its interval times its cost (SMS segments). If waiting for one scope (a chat)
 stretched the plan past a booking, the rest is booked too, so the shared schedule always covers
-every send. A 429's pause is written to the schedule for everyone, and this worker waits it out.
+every send. A 429's pause is written to the schedule for everyone, and this worker waits it out;
+`follow_pauses` hears pauses other workers announce, so a send already planned waits too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 from storage.ratelimits import SharedSchedule
 
+log = logging.getLogger(__name__)
 Scopes = list[tuple[str, float]]  # (scope, seconds per unit)
 # A worker behind its plan may catch up at up to twice the rate: a short, bounded burst, without
 # adding its own processing time to every interval (which would lose a few percent of the limit).
@@ -74,6 +77,21 @@ class SendPlanner:
         until = self._clock() + seconds
         self._paused[scope] = max(self._paused.get(scope, 0.0), until)
         await self._schedule.pause(scope, until)
+
+    def paused_until(self, scope: str) -> float:
+        return self._paused.get(scope, 0.0)
+
+    async def follow_pauses(self) -> None:
+        """Until cancelled: learn every pause any worker announces. `wait_until` checks the
+        pauses again after each sleep and just before a send goes, so a send planned before
+        the pause waits it out."""
+        while True:
+            try:
+                async for scope, until in self._schedule.pauses():
+                    self._paused[scope] = max(self._paused.get(scope, 0.0), until)
+            except Exception:  # the database went away: listen again once it is back
+                log.warning("lost the shared pause listener; listening again", exc_info=True)
+                await asyncio.sleep(1.0)
 
     def forget_idle(self) -> None:
         now = self._clock()

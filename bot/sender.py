@@ -44,18 +44,23 @@ class SenderLoop:
         self._clock = clock
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                sent = await self.run_once()
-            except Exception:  # a database hiccup must not end the loop; the lease protects rows
-                log.exception("sender batch failed; retrying")
-                sent = 0
-            if sent == 0:
+        follow = asyncio.create_task(self._planner.follow_pauses(), name="pauses")
+        try:
+            while not stop.is_set():
                 try:
-                    await asyncio.wait_for(stop.wait(), self._idle_wait)
-                except TimeoutError:
-                    pass
-            self._planner.forget_idle()
+                    sent = await self.run_once()
+                except Exception:  # a database hiccup must not end the loop; leases keep rows
+                    log.exception("sender batch failed; retrying")
+                    sent = 0
+                if sent == 0:
+                    try:
+                        await asyncio.wait_for(stop.wait(), self._idle_wait)
+                    except TimeoutError:
+                        pass
+                self._planner.forget_idle()
+        finally:
+            follow.cancel()
+            await asyncio.gather(follow, return_exceptions=True)
 
     async def run_once(self) -> int:
         """Send one batch; returns how many rows it handled."""

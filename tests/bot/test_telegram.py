@@ -3,6 +3,7 @@ webhook handler, the engine, the outbox and the sender."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -296,3 +297,80 @@ async def test_messages_held_back_behind_a_failure_keep_their_attempts(
                                    .order_by(OutboxItem.id))).all()
     assert [tuple(r) for r in rows] == [(1, "queued"), (0, "queued")]
     assert fake.texts(CHAT) == []  # the second did not overtake the first
+
+
+async def test_a_pause_announced_by_one_worker_stops_another_mid_batch(
+    database_url: str, tmp_path: Path, services: Services, fake: FakeTelegram, api: TestServer
+) -> None:
+    """Worker B has planned a batch (5 a second) and is sending it when worker A announces a
+    pause, as after a 429 caused outside our schedule (another process on the same token, a
+    lower limit than configured). Once B has heard it, B sends nothing until it ends; a worker
+    that starts during the pause knows it from the start."""
+    import json
+    import time
+
+    from sqlalchemy import insert
+
+    from bot.channels.telegram import GLOBAL_SCOPE
+    from bot.ratelimit import SendPlanner
+    from storage.records import OutgoingReply
+
+    def second_worker() -> Services:
+        return Services.build(make_settings(
+            database_url, tmp_path, telegram_bot_token=fake.token,
+            telegram_api_base=str(api.make_url("")).rstrip("/"), telegram_per_second=5.0,
+        ))
+
+    b, late = second_worker(), second_worker()
+    planner_a = SendPlanner(services.sender.shared_schedule())
+    planner_b = SendPlanner(b.sender.shared_schedule())
+    released: list[float] = []  # when B let each send go (just after its pause check)
+    client_b = b.clients["telegram"]
+    real_send = client_b.send
+
+    async def recorded_send(item):  # type: ignore[no-untyped-def]
+        released.append(time.time())
+        return await real_send(item)
+
+    client_b.send = recorded_send  # type: ignore[method-assign]
+    follow = asyncio.create_task(planner_b.follow_pauses())
+    try:
+        now = datetime.now(timezone.utc)
+        async with b.db.begin() as conn:  # ten people, one message each
+            await conn.execute(insert(OutboxItem), [{
+                "contact_id": None, "channel": "telegram",
+                "address_hash": b.vault.keyed_hash("telegram", str(chat)),
+                "address_enc": b.vault.encrypt(str(chat)),
+                "payload_enc": b.vault.encrypt(json.dumps(OutgoingReply(f"bulk {chat}").to_json())),
+                "priority": 10, "status": "queued", "attempts": 0, "erase_after_send": False,
+                "created_at": now, "next_attempt_at": now,
+            } for chat in range(1, 11)])
+        batch = asyncio.create_task(SenderLoop(b.sender, b.clients, planner=planner_b).run_once())
+        await _until(lambda: len(released) >= 2)  # B is mid-batch
+        await planner_a.pause(GLOBAL_SCOPE, 3.0)
+        until = planner_a.paused_until(GLOBAL_SCOPE)
+        await _until(lambda: planner_b.paused_until(GLOBAL_SCOPE) >= until)
+        heard = time.time()
+        planner_late = SendPlanner(late.sender.shared_schedule())
+        follow_late = asyncio.create_task(planner_late.follow_pauses())
+        await _until(lambda: planner_late.paused_until(GLOBAL_SCOPE) >= until or batch.done())
+        assert planner_late.paused_until(GLOBAL_SCOPE) >= until
+        follow_late.cancel()
+        assert await batch == 10
+        after = [t for t in released if t >= heard]
+        assert after and all(t >= until for t in after)
+        assert len(fake.sent) == 10
+    finally:
+        follow.cancel()
+        await asyncio.gather(follow, return_exceptions=True)
+        await b.close()
+        await late.close()
+
+
+async def _until(condition, seconds: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait for something another task does; the limit only keeps a broken test from hanging."""
+    for _ in range(int(seconds / 0.005)):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition not reached")

@@ -79,9 +79,14 @@ class FakeTelegram:
         self.requests.append((method, params))
         if self.delay:
             await asyncio.sleep(self.delay)
+        if method == "sendMessage" and time.monotonic() < self._paused_until:
+            self.violations += 1  # counted here whatever announced the pause
         if self._failures[method]:
             status, description = self._failures[method].popleft()
-            extra = {"retry_after": self.retry_after} if status == 429 else None
+            extra = None
+            if status == 429:
+                extra = {"retry_after": self.retry_after}
+                self._paused_until = time.monotonic() + self.retry_after
             return _error(status, description, extra)
         handler = getattr(self, f"_m_{method.lower()}", None)
         if handler is None:
@@ -123,7 +128,7 @@ class FakeTelegram:
             return _error(400, "Bad Request: chat not found")
         text = str(params.get("text", ""))
         if self.enforce_limits:
-            if now < self._paused_until or now < self._chat_paused_until.get(chat_id, 0.0):
+            if now < self._chat_paused_until.get(chat_id, 0.0):
                 self.violations += 1
             limited = self._over_limit(now, chat_id)
             if limited is not None:
