@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 from datetime import timedelta
 
 from aiohttp import web
@@ -87,20 +88,10 @@ async def run_background(services: Services) -> AsyncIterator[None]:
         tasks.append(asyncio.create_task(loop.run(stop), name="sender"))
     bot, dispatcher = services.telegram_bot, services.telegram_dispatcher
     if bot is not None and dispatcher is not None:
-        from bot.channels.telegram import ALLOWED_UPDATES
-
-        if settings.telegram_webhook:
-            await bot.set_webhook(
-                f"{settings.public_base_url}{TELEGRAM_WEBHOOK_PATH}",
-                secret_token=settings.telegram_webhook_secret,
-                allowed_updates=ALLOWED_UPDATES,
-            )
-        else:
-            await bot.delete_webhook()  # Telegram refuses getUpdates while a webhook is set
-            tasks.append(asyncio.create_task(dispatcher.start_polling(
-                bot, handle_signals=False, close_bot_session=False,
-                allowed_updates=ALLOWED_UPDATES, polling_timeout=25,
-            ), name="telegram polling"))
+        # In a task: Telegram being unreachable must not keep the simulator and SMS down.
+        # (It may register a moment before the port opens; Telegram retries a delivery.)
+        tasks.append(asyncio.create_task(_connect_telegram(bot, dispatcher, settings),
+                                         name="telegram"))
     yield
     stop.set()
     if dispatcher is not None and not settings.telegram_webhook:
@@ -108,7 +99,47 @@ async def run_background(services: Services) -> AsyncIterator[None]:
             await dispatcher.stop_polling()
         except RuntimeError:
             pass  # polling had not started (or already ended)
+    _, pending = await asyncio.wait(tasks, timeout=10) if tasks else (set(), set())
+    for task in pending:  # still waiting to reach Telegram
+        task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _connect_telegram(bot: Any, dispatcher: Any, settings: Any) -> None:
+    """Register the webhook, or remove it and poll, retrying with backoff while Telegram cannot
+    be reached. Errors are logged by kind only: aiogram's messages may carry the request."""
+    from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramServerError
+
+    from bot.channels.telegram import ALLOWED_UPDATES
+
+    delay = 1.0
+    while True:
+        try:
+            if settings.telegram_webhook:
+                await bot.set_webhook(
+                    f"{settings.public_base_url}{TELEGRAM_WEBHOOK_PATH}",
+                    secret_token=settings.telegram_webhook_secret,
+                    allowed_updates=ALLOWED_UPDATES,
+                )
+                log.info("telegram webhook registered")
+                return
+            await bot.delete_webhook()  # Telegram refuses getUpdates while a webhook is set
+            break
+        except (TelegramNetworkError, TelegramServerError, TimeoutError) as exc:
+            log.warning("telegram unreachable (%s); trying again in %.0f s",
+                        type(exc).__name__, delay)
+        except TelegramAPIError as exc:
+            if not settings.telegram_webhook:
+                # A Bot API server without deleteWebhook: polling will say if one is set.
+                log.warning("telegram refused deleteWebhook (%s); polling anyway",
+                            type(exc).__name__)
+                break
+            log.error("telegram refused the webhook (%s); trying again in %.0f s",
+                      type(exc).__name__, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 300.0)
+    await dispatcher.start_polling(bot, handle_signals=False, close_bot_session=False,
+                                   allowed_updates=ALLOWED_UPDATES, polling_timeout=25)
 
 
 async def _health(_request: web.Request) -> web.Response:

@@ -374,3 +374,33 @@ async def _until(condition, seconds: float = 20.0) -> None:  # type: ignore[no-u
             return
         await asyncio.sleep(0.005)
     raise AssertionError("condition not reached")
+
+
+async def test_telegram_unreachable_at_start_keeps_the_rest_serving(
+    services: Services, fake: FakeTelegram
+) -> None:
+    from bot.web.app import create_app
+
+    fake.fail_next("setWebhook", 502, "Bad Gateway", times=2)
+    async with TestClient(TestServer(create_app(services, background=True))) as client:
+        response = await client.post("/api/simulator/messages", json={"user": "u", "text": "hi",
+                                                                      "channel": "sms"})
+        assert response.status == 200
+        await _until(lambda: bool(fake.webhook))  # registered once Telegram answers
+    assert fake.webhook["url"] == "https://hotline.example.org/webhooks/telegram"
+    assert fake.webhook["secret_token"] == SECRET
+
+
+async def test_polling_starts_on_a_bot_api_server_without_delete_webhook(
+    database_url: str, tmp_path: Path, fake: FakeTelegram, api: TestServer
+) -> None:
+    from bot.web.app import create_app
+
+    polling = Services.build(make_settings(
+        database_url, tmp_path, telegram_bot_token=fake.token,
+        telegram_api_base=str(api.make_url("")).rstrip("/"),
+    ))
+    fake.fail_next("deleteWebhook", 404, "Not Found: method not found")
+    async with TestClient(TestServer(create_app(polling, background=True))):
+        await _until(lambda: any(method == "getUpdates" for method, _ in fake.requests))
+    await polling.close()
