@@ -160,9 +160,12 @@ def twilio_routes(engine: Engine, outbox: Sender, hash_address: Any, *, auth_tok
             # Twilio has opted the number out and answered it; we only stop sending.
             await outbox.stop_address(CHANNEL, hash_address(CHANNEL, address))
             return _twiml()
+        # START and HELP (also their other words, "UNSTOP", "INFO") reach us as what they
+        # mean. Twilio has answered HELP with the service's one-language text; we answer too,
+        # in the person's language, with what they can send.
         await engine.handle(Inbound(
             channel=CHANNEL, address=address,
-            text="start" if opt_out == "START" else form.get("Body", ""),
+            text=_OPT_OUT_WORDS.get(opt_out) or form.get("Body", ""),
             message_id=form.get("MessageSid") or None, country_hint=country,
         ))
         return _twiml()  # acknowledged after the turn committed; replies go via the outbox
@@ -177,6 +180,9 @@ def twilio_routes(engine: Engine, outbox: Sender, hash_address: Any, *, auth_tok
         return web.Response(status=204)
 
     return [web.post(INBOUND_PATH, inbound_sms), web.post(STATUS_PATH, status)]
+
+
+_OPT_OUT_WORDS = {"START": "start", "HELP": "help"}
 
 
 def _twiml() -> web.Response:

@@ -128,6 +128,11 @@ async def test_twilio_opt_out_keywords_and_21610(
     assert len(twilio.bodies(PERSON)) == 2
     async with services.db.connect() as conn:
         assert (await conn.execute(select(Contact.status))).scalar_one() == "active"
+    # Twilio answered HELP ("INFO" is one of its words for it) itself; we answer in Russian.
+    await text_in(client, "INFO", "SM3b", OptOutType="HELP")
+    await sender.run_once()
+    assert translator("ru")("Send {menu}, {emergency}, {language}, {stop} or {delete} at any "
+                            "time.").split("{")[0] in twilio.bodies(PERSON)[-1]
     # The person opted out at the carrier meanwhile: Twilio refuses with 21610.
     twilio.unsubscribed.add(PERSON)
     await text_in(client, "menu", "SM4")
