@@ -5,7 +5,11 @@
 2. A fake that enforces Telegram's limits (30 messages/s per bot, 1/s per chat, 429 with
    retry_after beyond them): the share of the 30/s limit reached, 429s received, and requests
    made inside an announced pause (must be 0).
-3. A fake of Twilio that enforces a sender's rate in segments a second (10 here): the share of
+3. The same 30/s fake, now also refusing every 150th message with a 429 (retry_after 1 s) as
+   Telegram's flood control does when it lowers a bot's limit, drained by two workers at once:
+   each pause must stop both, so requests inside a pause should stay at 0 (a request already
+   on its way when the other worker got the 429 would count).
+4. A fake of Twilio that enforces a sender's rate in segments a second (10 here): the share of
    it reached, and 429s (error 20429).
 
     .venv/bin/python bench/sender.py --messages 5000 \
@@ -48,10 +52,12 @@ SMS_FROM = "+15005550006"
 SMS_LIMIT = 10.0  # segments a second for the sender; Twilio sets it per number or service
 
 
-def serve_fake(enforce: bool, ready: Any, stop: Any, kind: str = "telegram") -> None:
+def serve_fake(enforce: bool, ready: Any, stop: Any, kind: str = "telegram",
+               throttle_every: int = 0) -> None:
     async def run() -> None:
         fake: Any = (
-            FakeTelegram(token=TOKEN, enforce_limits=enforce) if kind == "telegram"
+            FakeTelegram(token=TOKEN, enforce_limits=enforce, throttle_every=throttle_every)
+            if kind == "telegram"
             else FakeTwilio(enforce_limits=enforce, segments_per_second=SMS_LIMIT)
         )
         runner = web.AppRunner(fake.app(), access_log=None)
@@ -88,13 +94,13 @@ async def fill(services: Services, count: int, chats: int, channel: str = "teleg
 
 
 async def run(database_url: str, count: int, chats: int, enforce: bool,
-              per_second: float, per_chat: float, kind: str = "telegram"
-              ) -> tuple[float, int, int, int, float]:
+              per_second: float, per_chat: float, kind: str = "telegram",
+              throttle_every: int = 0, workers: int = 1) -> tuple[float, int, int, int, float]:
     context = multiprocessing.get_context("spawn")
     ready_recv, ready_send = context.Pipe(duplex=False)
     stop_recv, stop_send = context.Pipe(duplex=False)
-    server = context.Process(target=serve_fake, args=(enforce, ready_send, stop_recv, kind),
-                             daemon=True)
+    server = context.Process(target=serve_fake, daemon=True,
+                             args=(enforce, ready_send, stop_recv, kind, throttle_every))
     server.start()
     port = await asyncio.to_thread(ready_recv.recv)
     channel: dict[str, Any] = (
@@ -109,14 +115,27 @@ async def run(database_url: str, count: int, chats: int, enforce: bool,
                         data_dir=Path(tempfile.mkdtemp(prefix="bench-")), **channel)
     services = Services.build(settings)
     await fill(services, count, chats, "telegram" if kind == "telegram" else "sms")
-    loop = SenderLoop(services.sender, services.clients, batch=500)
     started = time.perf_counter()
-    while await loop.run_once():
-        pass
-    async with services.db.connect() as conn:  # retried rows wait for their time
-        while (await conn.execute(select(func.count()).select_from(OutboxItem)
-                                  .where(OutboxItem.status != "sent"))).scalar_one():
+    if workers == 1:
+        loop = SenderLoop(services.sender, services.clients, batch=500)
+        while await loop.run_once():
+            pass
+        while await _unsent(services):  # retried rows wait for their time
             await loop.run_once() or await asyncio.sleep(0.05)
+    else:
+        # Each worker with its own engine and pool, as separate processes would have: what
+        # they share goes through the database (claims, the schedule, pauses).
+        others = [Services.build(settings) for _ in range(workers - 1)]
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(SenderLoop(s.sender, s.clients, batch=100,
+                                                idle_wait=0.05).run(stop))
+                 for s in (services, *others)]
+        while await _unsent(services):
+            await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.gather(*tasks)
+        for other in others:
+            await other.close()
     elapsed = time.perf_counter() - started
     await services.close()
     stop_send.send("stop")
@@ -127,10 +146,17 @@ async def run(database_url: str, count: int, chats: int, enforce: bool,
     return count / elapsed, sent, violations, limited, steady
 
 
+async def _unsent(services: Services) -> int:
+    # A connection of its own each time: on SQLite an open read would hold the write lock.
+    async with services.db.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(OutboxItem)
+                                       .where(OutboxItem.status != "sent"))).scalar_one())
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=5000)
-    parser.add_argument("--limited-messages", type=int, default=450)
+    parser.add_argument("--limited-messages", type=int, default=600)
     parser.add_argument("--sms-messages", type=int, default=200)
     parser.add_argument("--postgres", default=os.environ.get("TEST_DATABASE_URL"))
     args = parser.parse_args()
@@ -152,6 +178,11 @@ async def main() -> None:
                 url, args.limited_messages, 60, True, 30.0, 1.0)
             print(f"{name:10s} 30/s limit   : {steady:5.1f} msg/s steady = {steady / 30:.0%} "
                   f"of the limit; 429s {limited}, requests inside a pause {violations}")
+            rate, sent, violations, limited, steady = await run(
+                url, args.limited_messages, 60, True, 30.0, 1.0, throttle_every=150, workers=2)
+            print(f"{name:10s} 30/s, flood control, 2 workers: {steady:5.1f} msg/s steady; "
+                  f"429s {limited} (forced), requests inside a pause {violations}, "
+                  f"{sent} sent of {args.limited_messages}")
             # The menu is 62 GSM-7 characters plus choices: one segment per message.
             rate, sent, violations, limited, steady = await run(
                 url, args.sms_messages, 50, True, SMS_LIMIT, 1.0, kind="twilio")

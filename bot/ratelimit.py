@@ -31,6 +31,7 @@ class SendPlanner:
         self._schedule = schedule
         self._clock = clock
         self._paused: dict[str, float] = {}
+        self._shifts: dict[str, list[tuple[float, float]]] = {}  # (heard at, seconds)
         self._last_sent: dict[str, float] = {}
 
     async def plan(self, sends: Sequence[tuple[int, Scopes, float]]) -> dict[int, float]:
@@ -54,18 +55,17 @@ class SendPlanner:
             await self._schedule.reserve(overrun, now)
         return times
 
-    async def wait_until(self, at: float, scopes: Scopes, cost: float = 1.0) -> None:
-        """Sleep until `at`, past any pause on the send's scopes, and at least an interval
+    def now(self) -> float:
+        return self._clock()
+
+    async def wait_until(self, at: float, scopes: Scopes, cost: float = 1.0,
+                         planned_at: float | None = None) -> None:
+        """Sleep until `at` (planned at `planned_at`), moved back by every pause on the send's
+        scopes heard of since it was planned, past any pause in force, and at least an interval
         after this worker's previous send on each scope: a worker that fell behind its plan
         catches up at a bounded rate instead of in a burst."""
         while True:
-            until = max(
-                [at]
-                + [self._paused.get(scope, 0.0) for scope, _ in scopes]
-                + [self._last_sent.get(scope, 0.0) + interval * cost * CATCH_UP
-                   for scope, interval in scopes]
-            )
-            delay = until - self._clock()
+            delay = self.release_at(at, scopes, cost, planned_at) - self._clock()
             if delay <= 0:
                 break
             await asyncio.sleep(delay)  # others may have sent meanwhile: check again
@@ -73,13 +73,38 @@ class SendPlanner:
         for scope, _ in scopes:
             self._last_sent[scope] = now
 
+    def release_at(self, at: float, scopes: Scopes, cost: float = 1.0,
+                   planned_at: float | None = None) -> float:
+        """When a send planned for `at` may go, as far as this worker knows now."""
+        planned = at if planned_at is None else planned_at
+        shift = max(sum(seconds for heard, seconds in self._shifts.get(scope, ())
+                        if heard > planned) for scope, _ in scopes)
+        return max(
+            [at + shift]
+            + [self._paused.get(scope, 0.0) for scope, _ in scopes]
+            + [self._last_sent.get(scope, 0.0) + interval * cost * CATCH_UP
+               for scope, interval in scopes]
+        )
+
     async def pause(self, scope: str, seconds: float) -> None:
-        until = self._clock() + seconds
-        self._paused[scope] = max(self._paused.get(scope, 0.0), until)
-        await self._schedule.pause(scope, until)
+        """This worker was told to wait (a 429): tell every worker."""
+        now = self._clock()
+        self.hear(scope, now + seconds)
+        await self._schedule.pause(scope, seconds, now)
 
     def paused_until(self, scope: str) -> float:
         return self._paused.get(scope, 0.0)
+
+    def hear(self, scope: str, until: float) -> None:
+        """A pause until `until`: sends already planned move back by as much of it as is new
+        (so they keep their spacing instead of all going when it ends), and nothing goes on
+        the scope before it ends."""
+        now = self._clock()
+        start = max(self._paused.get(scope, 0.0), now)
+        if until <= start:
+            return  # heard already (our own, echoed back), or over
+        self._paused[scope] = until
+        self._shifts.setdefault(scope, []).append((now, until - start))
 
     async def follow_pauses(self) -> None:
         """Until cancelled: learn every pause any worker announces. `wait_until` checks the
@@ -88,7 +113,7 @@ class SendPlanner:
         while True:
             try:
                 async for scope, until in self._schedule.pauses():
-                    self._paused[scope] = max(self._paused.get(scope, 0.0), until)
+                    self.hear(scope, until)
             except Exception:  # the database went away: listen again once it is back
                 log.warning("lost the shared pause listener; listening again", exc_info=True)
                 await asyncio.sleep(1.0)
@@ -97,3 +122,6 @@ class SendPlanner:
         now = self._clock()
         self._paused = {k: v for k, v in self._paused.items() if v > now}
         self._last_sent = {k: v for k, v in self._last_sent.items() if v > now - 60}
+        # A plan is sent within its lease (minutes): older shifts can no longer apply.
+        self._shifts = {k: kept for k, v in self._shifts.items()
+                        if (kept := [(h, s) for h, s in v if h > now - 900])}

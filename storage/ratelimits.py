@@ -54,19 +54,27 @@ class SharedSchedule:
             )
         return {scope: ends[scope] - demands[scope] for scope in demands}
 
-    async def pause(self, scope: str, until: float) -> None:
-        """Nothing goes out on `scope` before `until` (epoch seconds), from any worker."""
-        stmt = self._insert(RateLimit)
-        stmt = stmt.on_conflict_do_update(
+    async def pause(self, scope: str, seconds: float, now: float) -> float:
+        """Nothing goes out on `scope` for `seconds` from `now`, from any worker: what was
+        already booked moves back by the pause, and the pause is announced. Returns its end."""
+        until = now + seconds
+        shift = self._insert(RateLimit).values(scope=scope, next_at=until)
+        shift = shift.on_conflict_do_update(
             index_elements=[RateLimit.scope],
-            set_={"next_at": self._greatest(RateLimit.next_at, stmt.excluded.next_at)},
+            set_={"next_at": self._greatest(RateLimit.next_at, now) + seconds},
+        )
+        mark = self._insert(RateLimit).values(scope=PAUSE + scope, next_at=until)
+        mark = mark.on_conflict_do_update(
+            index_elements=[RateLimit.scope],
+            set_={"next_at": self._greatest(RateLimit.next_at, mark.excluded.next_at)},
         )
         async with self._engine.begin() as conn:
-            await conn.execute(stmt, [{"scope": scope, "next_at": until},
-                                      {"scope": PAUSE + scope, "next_at": until}])
+            await conn.execute(shift)  # the schedule moves back by the pause
+            await conn.execute(mark)  # the pause row holds its end
             if self._postgres:  # delivered to the listeners when this commits
                 await conn.execute(text("SELECT pg_notify(:channel, :payload)"),
                                    {"channel": NOTIFY_CHANNEL, "payload": f"{scope} {until!r}"})
+        return until
 
     async def pauses(self) -> AsyncIterator[tuple[str, float]]:
         """(scope, until) for every pause in force now, then for each one announced later by

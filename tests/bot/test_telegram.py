@@ -285,6 +285,31 @@ async def test_the_shared_schedule_spaces_sends_and_honours_pauses(services: Ser
     assert (await other.plan([(5, [("bot", 0.1)], 1)]))[5] >= 1030.0 - 1e-6
 
 
+async def test_a_pause_moves_planned_sends_back_keeping_their_spacing(
+    services: Services
+) -> None:
+    """Sends planned before a pause go after it at their planned spacing, not all at once when
+    it ends (which would hit the limit again); a pause heard twice (our own 429, echoed back by
+    the database) moves them once."""
+    from bot.ratelimit import SendPlanner
+    from storage.ratelimits import SharedSchedule
+
+    now = [1000.0]
+    planner = SendPlanner(SharedSchedule(services.db), clock=lambda: now[0])
+    bot = [("bot", 0.1)]
+    times = await planner.plan([(i, bot, 1) for i in range(5)])
+    assert [round(times[i], 3) for i in range(5)] == [1000.0, 1000.1, 1000.2, 1000.3, 1000.4]
+    now[0] = 1000.05  # the first went; the second is waiting
+    await planner.pause("bot", 1.0)
+    planner.hear("bot", 1001.05)  # the same pause, as another worker's NOTIFY brings it
+    released = [planner.release_at(times[i], bot, 1, planned_at=1000.0) for i in range(1, 5)]
+    assert [round(t, 3) for t in released] == [1001.1, 1001.2, 1001.3, 1001.4]
+    # A batch planned after the pause is booked after the sends it moved back.
+    later = await SendPlanner(SharedSchedule(services.db), clock=lambda: now[0]).plan(
+        [(9, bot, 1)])
+    assert later[9] >= 1001.5 - 1e-6
+
+
 async def test_messages_held_back_behind_a_failure_keep_their_attempts(
     client: TestClient, sender: SenderLoop, fake: FakeTelegram, services: Services
 ) -> None:

@@ -32,6 +32,9 @@ class FakeTelegram:
     enforce_limits: bool = True
     retry_after: int = 1
     delay: float = 0.0  # a slow server
+    # Refuse every Nth sendMessage with a 429 whatever the rate, as Telegram's flood control
+    # does when it lowers a bot's limit: a pause our schedule could not foresee.
+    throttle_every: int = 0
     sent: list[SentMessage] = field(default_factory=list)
     blocked: set[int] = field(default_factory=set)
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -48,6 +51,7 @@ class FakeTelegram:
         self._update_id = 0
         self._new_update = asyncio.Event()
         self._message_id = 0
+        self._send_count = 0
         self._tokens = self.per_second
         self._bucket_at = time.monotonic()
 
@@ -79,14 +83,19 @@ class FakeTelegram:
         self.requests.append((method, params))
         if self.delay:
             await asyncio.sleep(self.delay)
-        if method == "sendMessage" and time.monotonic() < self._paused_until:
-            self.violations += 1  # counted here whatever announced the pause
+        if method == "sendMessage":
+            if time.monotonic() < self._paused_until:
+                self.violations += 1  # counted here whatever announced the pause
+            self._send_count += 1
+            if self.throttle_every and self._send_count % self.throttle_every == 0:
+                self.fail_next(method, 429, f"Too Many Requests: retry after {self.retry_after}")
         if self._failures[method]:
             status, description = self._failures[method].popleft()
             extra = None
             if status == 429:
                 extra = {"retry_after": self.retry_after}
                 self._paused_until = time.monotonic() + self.retry_after
+                self.rate_limited += 1
             return _error(status, description, extra)
         handler = getattr(self, f"_m_{method.lower()}", None)
         if handler is None:

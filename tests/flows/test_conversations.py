@@ -129,7 +129,8 @@ async def test_unknown_or_hostile_deep_links_only_greet(phone: Phone) -> None:
 def test_a_deep_link_name_that_is_a_language_code_is_refused() -> None:
     registry = standard_registry()
     with pytest.raises(ValueError, match="language code"):
-        type(registry)(list(registry.flows.values()), start=registry.start, home=registry.home, keywords=(),
+        type(registry)(list(registry.flows.values()), start=registry.start,
+                       home=registry.home, keywords=(),
                        when_stopped=registry.when_stopped, lost=registry.lost,
                        unsupported=registry.unsupported, deep_links={"ru": registry.lost})
 
