@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import logging
+from functools import lru_cache
 from typing import Any
 
 from aiogram import Bot, Dispatcher, F, Router
@@ -58,6 +59,16 @@ def make_bot(token: str, api_base: str | None = None) -> Bot:
     return Bot(token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
 
 
+@lru_cache(maxsize=256)
+def _keyboard(choices: tuple[tuple[str, str], ...]) -> InlineKeyboardMarkup:
+    """One button a row. The same menus go to many people: build each keyboard once (aiogram
+    only reads it)."""
+    return InlineKeyboardMarkup(inline_keyboard=[
+        [InlineKeyboardButton(text=label, callback_data=choice_id[:64])]
+        for choice_id, label in choices
+    ])
+
+
 class TelegramClient:
     """Sends outbox rows with aiogram's Bot and maps Telegram's answers to sender results."""
 
@@ -78,13 +89,7 @@ class TelegramClient:
     async def send(self, item: Claimed) -> Result:
         rendered = render_telegram(item.reply)
         parts = split_text(rendered.text, MAX_TEXT)
-        keyboard = (
-            InlineKeyboardMarkup(inline_keyboard=[
-                [InlineKeyboardButton(text=label, callback_data=choice_id[:64])]
-                for choice_id, label in rendered.choices
-            ])
-            if rendered.choices else None
-        )
+        keyboard = _keyboard(rendered.choices) if rendered.choices else None
         try:
             sent = None
             for index, part in enumerate(parts):
