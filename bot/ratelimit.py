@@ -78,7 +78,7 @@ class SendPlanner:
         """When a send planned for `at` may go, as far as this worker knows now."""
         planned = at if planned_at is None else planned_at
         shift = max(sum(seconds for heard, seconds in self._shifts.get(scope, ())
-                        if heard > planned) for scope, _ in scopes)
+                        if heard > planned) for scope, _ in scopes) if self._shifts else 0.0
         return max(
             [at + shift]
             + [self._paused.get(scope, 0.0) for scope, _ in scopes]

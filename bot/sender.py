@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 
 from bot.channels.base import ChannelClient, Failed, Result, Retry, Sent
-from bot.ratelimit import SendPlanner
+from bot.ratelimit import Scopes, SendPlanner
 from storage.outbox import Claimed, Sender, Settlement
 
 log = logging.getLogger(__name__)
@@ -74,24 +74,22 @@ class SenderLoop:
         for item in items:
             by_recipient[(item.channel, item.address_hash)].append(item)
         planned_at = self._planner.now()
-        times = await self._planner.plan([
-            (item.id, self._clients[item.channel].scopes(item),
-             self._clients[item.channel].cost(item))
-            for item in items
-        ])
-        settled = await asyncio.gather(*(self._send_in_order(g, times, planned_at)
+        sends = {item.id: (self._clients[item.channel].scopes(item),
+                           self._clients[item.channel].cost(item)) for item in items}
+        times = await self._planner.plan([(i, *sends[i]) for i in sends])
+        settled = await asyncio.gather(*(self._send_in_order(g, times, sends, planned_at)
                                          for g in by_recipient.values()))
         settlements = [s for group in settled for s in group]
         await self._outbox.settle(settlements, self._clock())
         return len(items)
 
     async def _send_in_order(self, items: list[Claimed], times: dict[int, float],
-                             planned_at: float) -> list[Settlement]:
+                             sends: dict[int, tuple[Scopes, float]], planned_at: float
+                             ) -> list[Settlement]:
         settlements = []
         for index, item in enumerate(items):
             client = self._clients[item.channel]
-            await self._planner.wait_until(times[item.id], client.scopes(item), client.cost(item),
-                                           planned_at)
+            await self._planner.wait_until(times[item.id], *sends[item.id], planned_at)
             try:
                 result: Result = await client.send(item)
             except Exception as exc:  # a bug in a client must not lose the message
