@@ -102,7 +102,8 @@ class SenderLoop:
                 later = settlement.retry_at
                 settlements += [
                     Settlement(i.id, "queued", retry_at=later, error="waiting for an earlier "
-                               "message to the same person", not_tried=True)
+                               "message to the same person", not_tried=True,
+                               parts_sent=i.parts_sent)
                     for i in items[index + 1:]
                 ]
                 break
@@ -117,14 +118,15 @@ class SenderLoop:
             if result.stop_contact and item.contact_id is not None:
                 await self._outbox.mark_contact_stopped(item.contact_id)
             log.warning("outbox %s failed: %s", item.id, result.reason)
-            return Settlement(item.id, "failed", error=result.reason)
+            return Settlement(item.id, "failed", error=result.reason, parts_sent=item.parts_sent)
         if result.pause and result.scope:
             await self._planner.pause(result.scope, result.pause)
         if item.attempts >= self._max_attempts:
             log.warning("outbox %s failed after %d attempts: %s", item.id, item.attempts,
                         result.reason)
             return Settlement(item.id, "failed",
-                              error=f"gave up after {item.attempts} attempts: {result.reason}")
+                              error=f"gave up after {item.attempts} attempts: {result.reason}",
+                              parts_sent=result.parts_sent)
         backoff = result.pause or min(300.0, 2.0 ** item.attempts) * random.uniform(0.8, 1.2)
         return Settlement(item.id, "queued", retry_at=now + timedelta(seconds=backoff),
-                          error=result.reason)
+                          error=result.reason, parts_sent=result.parts_sent)

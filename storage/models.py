@@ -132,3 +132,6 @@ class OutboxItem(Base):
     # What the provider reported after accepting it (Twilio's status callbacks): queued, sent,
     # delivered, undelivered or failed. It only moves forward, whatever order reports arrive in.
     delivery_status: Mapped[str | None] = mapped_column(String(16))
+    # Parts of a reply too long for one message (Telegram 4,096 characters, Twilio 1,600) that
+    # the provider accepted: a retry sends only the rest, so nobody gets a part twice.
+    parts_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

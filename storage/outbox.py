@@ -76,6 +76,7 @@ class Claimed:
     reply: OutgoingReply
     attempts: int  # including this one
     erase_after_send: bool
+    parts_sent: int = 0  # of a long reply, accepted by the provider in earlier attempts
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class Settlement:
     error: str | None = None
     erase: bool = False  # an erased contact's farewell: delete the row once sent
     not_tried: bool = False  # held back unsent (behind a failed message): no attempt spent
+    parts_sent: int = 0  # of a long reply, accepted so far (a retry sends the rest)
 
 
 class Sender:
@@ -129,7 +131,7 @@ class Sender:
             .returning(
                 OutboxItem.id, OutboxItem.channel, OutboxItem.address_enc,
                 OutboxItem.address_hash, OutboxItem.contact_id, OutboxItem.payload_enc,
-                OutboxItem.attempts, OutboxItem.erase_after_send,
+                OutboxItem.attempts, OutboxItem.erase_after_send, OutboxItem.parts_sent,
             )
         )
         async with self._engine.begin() as conn:
@@ -140,6 +142,7 @@ class Sender:
                 address_hash=r.address_hash, contact_id=r.contact_id,
                 reply=OutgoingReply.from_json(json.loads(self._vault.decrypt(r.payload_enc))),
                 attempts=r.attempts, erase_after_send=r.erase_after_send,
+                parts_sent=r.parts_sent,
             )
             for r in rows
             if r.address_enc is not None and r.payload_enc is not None
@@ -155,7 +158,7 @@ class Sender:
             {"b_id": s.id, "b_status": s.status, "b_provider_id": s.provider_id,
              "b_sent_at": now if s.status == "sent" else None,
              "b_next": s.retry_at or now, "b_error": (s.error or "")[:200] or None,
-             "b_refund": 1 if s.not_tried else 0}
+             "b_refund": 1 if s.not_tried else 0, "b_parts": s.parts_sent}
             for s in settlements
             if s.id not in erased
         ]
@@ -230,6 +233,7 @@ _SETTLE = (
         next_attempt_at=bindparam("b_next"),
         last_error=bindparam("b_error"),
         attempts=OutboxItem.attempts - bindparam("b_refund"),
+        parts_sent=bindparam("b_parts"),
     )
 )
 

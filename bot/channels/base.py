@@ -21,6 +21,7 @@ class Retry:
     reason: str
     pause: float | None = None
     scope: str | None = None
+    parts_sent: int = 0  # of a long reply, accepted before the failure: the retry sends the rest
 
 
 @dataclass(frozen=True)

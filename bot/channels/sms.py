@@ -108,29 +108,34 @@ class TwilioClient:
         return [(self._scope, self._interval)]
 
     def cost(self, item: Claimed) -> float:
-        return float(sum(map(sms_segments, sms_bodies(item))))
+        return float(sum(map(sms_segments, sms_bodies(item)[item.parts_sent:])))
 
     async def send(self, item: Claimed) -> Result:
         sender = {"from_": self._from} if self._from else {
             "messaging_service_sid": self._service}
+        bodies = sms_bodies(item)
+        done = item.parts_sent  # a retry sends only what Twilio has not accepted yet
+        message = None
         try:
-            for body in sms_bodies(item):
+            for body in bodies[done:]:
                 message = await self._client.messages.create_async(
                     to=item.address, body=body, status_callback=self._status_callback,
                     **sender,
                 )
+                done += 1
         except TwilioRestException as exc:
             reason = f"twilio {exc.status} error {exc.code}"
             if exc.code == 21610:  # the person replied STOP to this sender
                 return Failed(f"{reason}: unsubscribed recipient", stop_contact=True)
             if exc.status == 429 or exc.code == 20429:
-                return Retry(f"{reason}: too many requests", pause=1.0, scope=self._scope)
+                return Retry(f"{reason}: too many requests", pause=1.0, scope=self._scope,
+                             parts_sent=done)
             if exc.status >= 500:
-                return Retry(reason)
+                return Retry(reason, parts_sent=done)
             return Failed(reason)
         except (ClientError, TimeoutError) as exc:
-            return Retry(f"network: {type(exc).__name__}")
-        return Sent(provider_id=message.sid)
+            return Retry(f"network: {type(exc).__name__}", parts_sent=done)
+        return Sent(provider_id=message.sid if message else None)
 
     async def close(self) -> None:
         if self._http.session is not None:

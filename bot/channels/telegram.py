@@ -84,31 +84,33 @@ class TelegramClient:
                 (f"telegram:{item.address_hash.hex()}", self._chat_interval)]
 
     def cost(self, item: Claimed) -> float:
-        return float(len(split_text(item.reply.text, MAX_TEXT)))
+        return float(len(split_text(item.reply.text, MAX_TEXT)) - item.parts_sent)
 
     async def send(self, item: Claimed) -> Result:
         rendered = render_telegram(item.reply)
         parts = split_text(rendered.text, MAX_TEXT)
         keyboard = _keyboard(rendered.choices) if rendered.choices else None
+        done = item.parts_sent  # a retry sends only what Telegram has not accepted yet
         try:
             sent = None
-            for index, part in enumerate(parts):
+            for index in range(done, len(parts)):
                 sent = await self.bot.send_message(
                     chat_id=int(item.address),
-                    text=html.escape(part, quote=False),
+                    text=html.escape(parts[index], quote=False),
                     reply_markup=keyboard if index == len(parts) - 1 else None,
                 )
+                done = index + 1
         except TelegramRetryAfter as exc:
             return Retry("429 too many requests", pause=float(exc.retry_after),
-                         scope=GLOBAL_SCOPE)
+                         scope=GLOBAL_SCOPE, parts_sent=done)
         except TelegramForbiddenError:
             return Failed("403: the person blocked the bot", stop_contact=True)
-        except TelegramUnauthorizedError:
-            return Retry("401: the bot token was refused")  # an operator must fix the token
+        except TelegramUnauthorizedError:  # an operator must fix the token
+            return Retry("401: the bot token was refused", parts_sent=done)
         except TelegramBadRequest as exc:
             return Failed(f"400: {exc.message}"[:200])
         except (TelegramServerError, TelegramNetworkError) as exc:
-            return Retry(f"{type(exc).__name__}: {exc.message}"[:200])
+            return Retry(f"{type(exc).__name__}: {exc.message}"[:200], parts_sent=done)
         return Sent(provider_id=str(sent.message_id) if sent else None)
 
     async def close(self) -> None:

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
-from bot.channels.base import Sent
+from bot.channels.base import Retry, Sent
 from bot.channels.sms import normalise_number, sms_segments
 from bot.sender import SenderLoop
 from bot.services import Services
@@ -229,6 +229,15 @@ async def test_a_reply_over_twilios_limit_goes_as_several_sms_in_order(
     assert "\n\n".join(bodies) == reply.text  # cut at paragraph breaks, nothing lost
     assert result == Sent(provider_id=twilio.sent[-1].sid)
     assert client.cost(item) == sum(map(sms_segments, bodies))  # the rate limit counts them all
+    # A retry after Twilio accepted the first two sends only the third, and counts only it.
+    twilio.sent.clear()
+    retried = Claimed(2, "sms", PERSON, b"h", None, reply, 2, False, parts_sent=2)
+    assert client.cost(retried) == sms_segments(bodies[2])
+    assert isinstance(await client.send(retried), Sent)
+    assert twilio.bodies(PERSON) == [bodies[2]]
+    twilio.fail_next(500, 20500, "Internal Server Error")
+    again = Claimed(3, "sms", PERSON, b"h", None, reply, 2, False, parts_sent=1)
+    assert await client.send(again) == Retry("twilio 500 error 20500", parts_sent=1)
 
 
 def test_segments_by_the_real_rules() -> None:

@@ -331,14 +331,10 @@ async def test_a_pause_announced_by_one_worker_stops_another_mid_batch(
     pause, as after a 429 caused outside our schedule (another process on the same token, a
     lower limit than configured). Once B has heard it, B sends nothing until it ends; a worker
     that starts during the pause knows it from the start."""
-    import json
     import time
-
-    from sqlalchemy import insert
 
     from bot.channels.telegram import GLOBAL_SCOPE
     from bot.ratelimit import SendPlanner
-    from storage.records import OutgoingReply
 
     def second_worker() -> Services:
         return Services.build(make_settings(
@@ -361,15 +357,7 @@ async def test_a_pause_announced_by_one_worker_stops_another_mid_batch(
     follow = asyncio.create_task(planner_b.follow_pauses())
     try:
         now = datetime.now(timezone.utc)
-        async with b.db.begin() as conn:  # ten people, one message each
-            await conn.execute(insert(OutboxItem), [{
-                "contact_id": None, "channel": "telegram",
-                "address_hash": b.vault.keyed_hash("telegram", str(chat)),
-                "address_enc": b.vault.encrypt(str(chat)),
-                "payload_enc": b.vault.encrypt(json.dumps(OutgoingReply(f"bulk {chat}").to_json())),
-                "priority": 10, "status": "queued", "attempts": 0, "erase_after_send": False,
-                "created_at": now, "next_attempt_at": now,
-            } for chat in range(1, 11)])
+        await queue(b, [(chat, f"bulk {chat}") for chat in range(1, 11)], now)
         batch = asyncio.create_task(SenderLoop(b.sender, b.clients, planner=planner_b).run_once())
         await _until(lambda: len(released) >= 2)  # B is mid-batch
         await planner_a.pause(GLOBAL_SCOPE, 3.0)
@@ -429,3 +417,42 @@ async def test_polling_starts_on_a_bot_api_server_without_delete_webhook(
     async with TestClient(TestServer(create_app(polling, background=True))):
         await _until(lambda: any(method == "getUpdates" for method, _ in fake.requests))
     await polling.close()
+
+
+async def queue(services: Services, messages: list[tuple[int, str]], now: datetime) -> None:
+    """Outbox rows as a bulk send would write them: (chat, text) each."""
+    import json
+
+    from sqlalchemy import insert
+
+    from storage.records import OutgoingReply
+
+    vault = services.vault
+    async with services.db.begin() as conn:
+        await conn.execute(insert(OutboxItem), [{
+            "contact_id": None, "channel": "telegram",
+            "address_hash": vault.keyed_hash("telegram", str(chat)),
+            "address_enc": vault.encrypt(str(chat)),
+            "payload_enc": vault.encrypt(json.dumps(OutgoingReply(text).to_json())),
+            "priority": 10, "status": "queued", "attempts": 0, "erase_after_send": False,
+            "created_at": now, "next_attempt_at": now,
+        } for chat, text in messages])
+
+
+async def test_a_long_reply_interrupted_midway_sends_only_the_rest_on_retry(
+    sender: SenderLoop, fake: FakeTelegram, services: Services, clock: Clock
+) -> None:
+    long_text = "\n\n".join(["first part " + "a" * 3000, "second part " + "b" * 3000])
+    await queue(services, [(CHAT, long_text)], clock.now)
+    fake.throttle_every = 2  # the second request is refused: 429, retry after 1 s
+    await sender.run_once()
+    assert [m.text[:11] for m in fake.sent] == ["first part "]
+    async with services.db.connect() as conn:
+        row = (await conn.execute(select(OutboxItem.status, OutboxItem.parts_sent))).one()
+    assert tuple(row) == ("queued", 1)
+    clock.skip += timedelta(seconds=2)  # past the retry time; the sender waits out the pause
+    assert await sender.run_once() == 1
+    assert [m.text[:11] for m in fake.sent] == ["first part ", "second part"]
+    assert fake.sent[-1].reply_markup is None
+    async with services.db.connect() as conn:
+        assert (await conn.execute(select(OutboxItem.status))).scalar_one() == "sent"
