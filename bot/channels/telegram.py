@@ -17,6 +17,7 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
+    ClientDecodeError,
     TelegramBadRequest,
     TelegramForbiddenError,
     TelegramNetworkError,
@@ -69,6 +70,19 @@ def _keyboard(choices: tuple[tuple[str, str], ...]) -> InlineKeyboardMarkup:
     ])
 
 
+def _accepted_anyway(exc: ClientDecodeError) -> str | None:
+    """A Bot API server said ok but answered in a shape aiogram could not read (a proxy, an
+    older self-hosted server): the message went, and sending it again would send it twice.
+    Returns its id if there is one; re-raises if the answer was not an acceptance."""
+    data = exc.data
+    if not (isinstance(data, dict) and data.get("ok") is True):
+        raise exc
+    log.warning("telegram accepted a message but its answer could not be read")
+    result = data.get("result")
+    message_id = result.get("message_id") if isinstance(result, dict) else None
+    return str(message_id) if message_id is not None else None
+
+
 class TelegramClient:
     """Sends outbox rows with aiogram's Bot and maps Telegram's answers to sender results."""
 
@@ -91,15 +105,21 @@ class TelegramClient:
         parts = split_text(rendered.text, MAX_TEXT)
         keyboard = _keyboard(rendered.choices) if rendered.choices else None
         done = item.parts_sent  # a retry sends only what Telegram has not accepted yet
+        provider_id = None
         try:
-            sent = None
             for index in range(done, len(parts)):
-                sent = await self.bot.send_message(
-                    chat_id=int(item.address),
-                    text=html.escape(parts[index], quote=False),
-                    reply_markup=keyboard if index == len(parts) - 1 else None,
-                )
+                try:
+                    sent = await self.bot.send_message(
+                        chat_id=int(item.address),
+                        text=html.escape(parts[index], quote=False),
+                        reply_markup=keyboard if index == len(parts) - 1 else None,
+                    )
+                    provider_id = str(sent.message_id)
+                except ClientDecodeError as exc:
+                    provider_id = _accepted_anyway(exc)  # raises if it was not accepted
                 done = index + 1
+        except ClientDecodeError:
+            return Retry("an answer that is not the Bot API's", parts_sent=done)
         except TelegramRetryAfter as exc:
             return Retry("429 too many requests", pause=float(exc.retry_after),
                          scope=GLOBAL_SCOPE, parts_sent=done)
@@ -111,7 +131,7 @@ class TelegramClient:
             return Failed(f"400: {exc.message}"[:200])
         except (TelegramServerError, TelegramNetworkError) as exc:
             return Retry(f"{type(exc).__name__}: {exc.message}"[:200], parts_sent=done)
-        return Sent(provider_id=str(sent.message_id) if sent else None)
+        return Sent(provider_id=provider_id)
 
     async def close(self) -> None:
         await self.bot.session.close()

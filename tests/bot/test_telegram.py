@@ -456,3 +456,23 @@ async def test_a_long_reply_interrupted_midway_sends_only_the_rest_on_retry(
     assert fake.sent[-1].reply_markup is None
     async with services.db.connect() as conn:
         assert (await conn.execute(select(OutboxItem.status))).scalar_one() == "sent"
+
+
+async def test_an_answer_aiogram_cannot_read_is_sent_if_accepted_and_retried_if_not(
+    services: Services, fake: FakeTelegram
+) -> None:
+    """A self-hosted Bot API server or a proxy may answer in a shape aiogram does not expect.
+    "ok": true means the message went (sending again would send it twice); an error page
+    means it did not."""
+    from bot.channels.base import Retry, Sent
+    from storage.outbox import Claimed
+    from storage.records import OutgoingReply
+
+    client = services.clients["telegram"]
+    item = Claimed(1, "telegram", str(CHAT), b"h", None, OutgoingReply("hello"), 1, False)
+    fake.answer_next("sendMessage", 200, '{"ok": true, "result": {"message_id": 77}}')
+    assert await client.send(item) == Sent(provider_id="77")
+    fake.answer_next("sendMessage", 502, "<html><body>502 Bad Gateway</body></html>")
+    result = await client.send(item)
+    assert isinstance(result, Retry) and result.parts_sent == 0
+    assert fake.sent == []  # neither was carried out by the fake

@@ -44,6 +44,7 @@ class FakeTelegram:
 
     def __post_init__(self) -> None:
         self._failures: dict[str, deque[tuple[int, str]]] = defaultdict(deque)
+        self._raw: dict[str, deque[tuple[int, str]]] = defaultdict(deque)
         self._recent_chat: dict[int, deque[float]] = defaultdict(deque)
         self._paused_until = 0.0
         self._chat_paused_until: dict[int, float] = {}
@@ -56,6 +57,11 @@ class FakeTelegram:
         self._bucket_at = time.monotonic()
 
     # --- scripting ----------------------------------------------------------------------------
+
+    def answer_next(self, method: str, status: int, body: str) -> None:
+        """Answer the next call of `method` with this raw body (a proxy's error page, or a
+        Bot API server's answer in a shape aiogram does not expect); it is not carried out."""
+        self._raw[method].append((status, body))
 
     def fail_next(self, method: str, status: int, description: str, times: int = 1) -> None:
         for _ in range(times):
@@ -89,6 +95,9 @@ class FakeTelegram:
             self._send_count += 1
             if self.throttle_every and self._send_count % self.throttle_every == 0:
                 self.fail_next(method, 429, f"Too Many Requests: retry after {self.retry_after}")
+        if self._raw[method]:
+            status, body = self._raw[method].popleft()
+            return web.Response(status=status, text=body, content_type="application/json")
         if self._failures[method]:
             status, description = self._failures[method].popleft()
             extra = None
