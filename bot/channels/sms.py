@@ -7,6 +7,7 @@ nothing is stored.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from typing import Any
@@ -118,10 +119,16 @@ class TwilioClient:
         message = None
         try:
             for body in bodies[done:]:
-                message = await self._client.messages.create_async(
-                    to=item.address, body=body, status_callback=self._status_callback,
-                    **sender,
-                )
+                try:
+                    message = await self._client.messages.create_async(
+                        to=item.address, body=body, status_callback=self._status_callback,
+                        **sender,
+                    )
+                except json.JSONDecodeError:
+                    # twilio raises for any status but 2xx first: this was accepted, with an
+                    # answer we cannot read. Sending it again would send it twice.
+                    log.warning("twilio accepted a message but its answer could not be read")
+                    message = None
                 done += 1
         except TwilioRestException as exc:
             reason = f"twilio {exc.status} error {exc.code}"

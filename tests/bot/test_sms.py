@@ -240,6 +240,19 @@ async def test_a_reply_over_twilios_limit_goes_as_several_sms_in_order(
     assert await client.send(again) == Retry("twilio 500 error 20500", parts_sent=1)
 
 
+async def test_an_accepted_send_with_an_unreadable_answer_is_not_sent_again(
+    services: Services, fake: tuple[FakeTwilio, str]
+) -> None:
+    twilio, _ = fake
+    client = services.clients["sms"]
+    item = Claimed(1, "sms", PERSON, b"h", None, OutgoingReply("hello"), 1, False)
+    twilio.answer_next(201, "<xml>not json</xml>")
+    assert await client.send(item) == Sent(provider_id=None)
+    twilio.answer_next(502, "<html>Bad Gateway</html>")
+    result = await client.send(item)
+    assert isinstance(result, Retry) and "502" in result.reason
+
+
 def test_segments_by_the_real_rules() -> None:
     assert sms_segments("a" * 160) == 1
     assert sms_segments("a" * 161) == 2

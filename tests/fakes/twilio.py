@@ -44,8 +44,13 @@ class FakeTwilio:
 
     def __post_init__(self) -> None:
         self._failures: deque[tuple[int, int, str]] = deque()
+        self._raw: deque[tuple[int, str]] = deque()
         self._recent: dict[str, deque[tuple[float, int]]] = defaultdict(deque)
         self._paused_until: dict[str, float] = {}
+
+    def answer_next(self, status: int, body: str) -> None:
+        """Answer the next request with this raw body; it is not carried out."""
+        self._raw.append((status, body))
 
     def fail_next(self, status: int, code: int, message: str, times: int = 1) -> None:
         self._failures.extend([(status, code, message)] * times)
@@ -64,6 +69,9 @@ class FakeTwilio:
         form = await request.post()
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self._raw:
+            status, body = self._raw.popleft()
+            return web.Response(status=status, text=body, content_type="application/json")
         if self._failures:
             return _error(*self._failures.popleft())
         to, body = str(form.get("To", "")), str(form.get("Body", ""))
