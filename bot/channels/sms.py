@@ -175,9 +175,12 @@ def twilio_routes(engine: Engine, outbox: Sender, hash_address: Any, *, auth_tok
         # START and HELP (also their other words, "UNSTOP", "INFO") reach us as what they
         # mean. Twilio has answered HELP with the service's one-language text; we answer too,
         # in the person's language, with what they can send.
+        body = form.get("Body", "")
+        # A picture or voice message (MMS) with no words: answered like Telegram's stickers.
+        media_only = not body.strip() and form.get("NumMedia", "0") not in ("", "0")
         await engine.handle(Inbound(
-            channel=CHANNEL, address=address,
-            text=_OPT_OUT_WORDS.get(opt_out) or form.get("Body", ""),
+            channel=CHANNEL, address=address, unsupported=media_only,
+            text=_OPT_OUT_WORDS.get(opt_out) or body,
             message_id=form.get("MessageSid") or None, country_hint=country,
         ))
         return _twiml()  # acknowledged after the turn committed; replies go via the outbox

@@ -38,6 +38,7 @@ from aiogram.types import (
 from bot.channels.base import Failed, Result, Retry, Sent
 from bot.channels.render import render_telegram, split_text
 from flows.engine import Engine, Inbound
+from flows.i18n import N_, negotiate, translator
 from storage.outbox import Claimed, Sender
 
 CHANNEL = "telegram"
@@ -137,6 +138,14 @@ class TelegramClient:
         await self.bot.session.close()
 
 
+def _addressed_to_bot(message: Message, bot: Bot) -> bool:
+    """A command, or a reply to one of the bot's messages: what a group member means for us."""
+    text = message.text or ""
+    replied = message.reply_to_message
+    return text.startswith("/") or (
+        replied is not None and replied.from_user is not None and replied.from_user.id == bot.id)
+
+
 def telegram_dispatcher(engine: Engine, outbox: Sender, hash_address: Any) -> Dispatcher:
     """A dispatcher whose handlers feed the engine; it answers nothing itself."""
     router = Router(name="hotline")
@@ -149,6 +158,27 @@ def telegram_dispatcher(engine: Engine, outbox: Sender, hash_address: Any) -> Di
             locale_hint=user.language_code if user else None,
             **fields,
         )
+
+    # A helpline conversation belongs in a private chat: in a group everyone would read it.
+    # Someone who adds the bot to a group and writes to it there is told to write privately;
+    # nothing of the group is stored.
+    @router.message(F.chat.type != "private")
+    @router.edited_message(F.chat.type != "private")
+    @router.callback_query(F.message.chat.type != "private")
+    async def not_private(event: Message | CallbackQuery, bot: Bot) -> None:
+        if isinstance(event, Message):
+            if not _addressed_to_bot(event, bot):
+                return  # the group's own conversation (when the bot can see it): not ours
+            chat = event.chat
+        elif event.message is not None:
+            chat = event.message.chat
+        else:
+            return
+        user = event.from_user
+        t = translator(negotiate(None, user.language_code if user else None, None))
+        await bot.send_message(chat.id, html.escape(t(N_(
+            "I only talk in private chats, where nobody else can read what you write. Open a "
+            "chat with me and write there."))))
 
     @router.message(CommandStart())
     async def start(message: Message, command: CommandObject) -> None:

@@ -103,6 +103,19 @@ async def test_a_conversation_in_the_language_of_the_number(
         twilio.bodies(PERSON)[1]
 
 
+async def test_a_picture_without_words_gets_a_polite_answer(
+    client: TestClient, sender: SenderLoop, fake: tuple[FakeTwilio, str]
+) -> None:
+    twilio, _ = fake
+    assert await text_in(client, "", "MM1", NumMedia="1",
+                         MediaUrl0="https://api.twilio.com/media/1",
+                         MediaContentType0="image/jpeg") == 200
+    await sender.run_once()
+    [body] = twilio.bodies(PERSON)
+    assert body.startswith(translator("ru")(
+        "I can only read text messages. Please write to me in words."))
+
+
 async def test_a_redelivered_webhook_is_answered_once(
     client: TestClient, sender: SenderLoop, fake: tuple[FakeTwilio, str]
 ) -> None:

@@ -476,3 +476,20 @@ async def test_an_answer_aiogram_cannot_read_is_sent_if_accepted_and_retried_if_
     result = await client.send(item)
     assert isinstance(result, Retry) and result.parts_sent == 0
     assert fake.sent == []  # neither was carried out by the fake
+
+
+async def test_in_a_group_the_bot_only_says_to_write_privately(
+    client: TestClient, fake: FakeTelegram, services: Services
+) -> None:
+    group = {"id": -1001234, "type": "supergroup", "title": "Family"}
+    ask = message_update(CHAT, 1, "/start", language_code="uk", chat=group)
+    assert await deliver(client, "message", ask, 1) == 200
+    chatter = message_update(CHAT, 2, "see you at 6", chat=group)  # not for the bot
+    assert await deliver(client, "message", chatter, 2) == 200
+    assert [m.chat_id for m in fake.sent] == [-1001234]
+    assert fake.sent[0].text == translator("uk")(
+        "I only talk in private chats, where nobody else can read what you write. Open a chat "
+        "with me and write there.")
+    async with services.db.connect() as conn:
+        for model in (Contact, OutboxItem):
+            assert (await conn.execute(select(func.count()).select_from(model))).scalar() == 0
