@@ -87,6 +87,8 @@ class SharedSchedule:
         seen: dict[str, float] = {}
         while True:
             async with self._engine.connect() as conn:
+                # A plain read: no write lock (SQLite's transactions here begin IMMEDIATE).
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 current = await _in_force(conn)
             for scope, until in current:
                 if seen.get(scope) != until:
