@@ -90,7 +90,7 @@ async def run_background(services: Services) -> AsyncIterator[None]:
     if bot is not None and dispatcher is not None:
         # In a task: Telegram being unreachable must not keep the simulator and SMS down.
         # (It may register a moment before the port opens; Telegram retries a delivery.)
-        tasks.append(asyncio.create_task(_connect_telegram(bot, dispatcher, settings),
+        tasks.append(asyncio.create_task(_connect_telegram(bot, dispatcher, settings, stop),
                                          name="telegram"))
     yield
     stop.set()
@@ -99,13 +99,15 @@ async def run_background(services: Services) -> AsyncIterator[None]:
             await dispatcher.stop_polling()
         except RuntimeError:
             pass  # polling had not started (or already ended)
-    _, pending = await asyncio.wait(tasks, timeout=10) if tasks else (set(), set())
-    for task in pending:  # still waiting to reach Telegram
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    _, pending = await asyncio.wait(tasks, timeout=5) if tasks else (set(), set())
+    for task in pending:
+        if task.get_name() == "telegram":  # e.g. a request to an unreachable Telegram
+            task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)  # the sender finishes its batch
 
 
-async def _connect_telegram(bot: Any, dispatcher: Any, settings: Any) -> None:
+async def _connect_telegram(bot: Any, dispatcher: Any, settings: Any,
+                            stop: asyncio.Event) -> None:
     """Register the webhook, or remove it and poll, retrying with backoff while Telegram cannot
     be reached. Errors are logged by kind only: aiogram's messages may carry the request."""
     from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramServerError
@@ -136,8 +138,13 @@ async def _connect_telegram(bot: Any, dispatcher: Any, settings: Any) -> None:
                 break
             log.error("telegram refused the webhook (%s); trying again in %.0f s",
                       type(exc).__name__, delay)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 300.0)
+        try:
+            await asyncio.wait_for(stop.wait(), delay)
+            return  # shutting down
+        except TimeoutError:
+            delay = min(delay * 2, 300.0)
+    if stop.is_set():
+        return
     await dispatcher.start_polling(bot, handle_signals=False, close_bot_session=False,
                                    allowed_updates=ALLOWED_UPDATES, polling_timeout=25)
 
