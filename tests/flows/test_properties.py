@@ -51,3 +51,13 @@ async def test_any_input_in_any_step_gets_one_reply(
     replies = await phone.send(text if choice is None else None, choice=choice)
     assert len(replies) == 1
     assert replies[0].text.strip()
+
+
+@given(payload=st.one_of(st.none(), anything, st.lists(st.sampled_from(
+    [*SHIPPED, *REGISTRY.deep_links, "x", "", "RU", "Emergency"]), max_size=5).map("-".join)))
+def test_any_deep_link_payload_reads_as_a_language_and_a_destination_or_nothing(
+    payload: str | None,
+) -> None:
+    link = REGISTRY.deep_link(payload)
+    assert link.locale is None or link.locale in SHIPPED
+    assert link.target is None or link.target in REGISTRY.deep_links.values()
