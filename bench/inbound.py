@@ -44,9 +44,8 @@ from sqlalchemy import event  # noqa: E402
 from bot.services import Services  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.web.app import create_app  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
 
-from scratch import scratch_postgres  # noqa: E402  (bench/ is on the path when run)
+from scratch import scratch_databases  # noqa: E402  (bench/ is on the path when run)
 
 WELCOME = ["hi", "1", "1", "ES"]
 LOOP = ["2", "5", "1", "2", "1", "ru", "2", "5"]  # settings, menu, emergency, language...
@@ -334,22 +333,12 @@ async def main() -> None:
     webhook = await run_aiogram_webhook(args.messages, args.users)
     print(f"aiogram webhook over HTTP, memory  : {webhook:9.0f} msg/s  (own process, same "
           "load generator as ours)")
-    targets = []
-    with tempfile.TemporaryDirectory() as tmp:
-        sqlite_url = f"sqlite:///{tmp}/bench.db"
-        await asyncio.to_thread(upgrade, sqlite_url)
-        targets.append(("SQLite", sqlite_url, None))
-        if args.postgres:
-            pg_url, drop = await scratch_postgres(args.postgres)
-            targets.append(("PostgreSQL", pg_url, drop))
-        for name, url, cleanup in targets:
-            for path, telegram in (("simulator", False), ("telegram webhook", True)):
-                rate, trips, busy = await run_ours(url, args.messages, args.users, telegram)
-                print(f"hotline {path:16s}, {name:10s}: {rate:6.0f} msg/s  "
-                      f"ratio {rate / baseline:5.3f} (vs aiogram webhook {rate / webhook:5.3f})"
-                      f"  round trips/msg {trips:4.1f}  server CPU {busy:4.0%} of a core")
-            if cleanup:
-                await cleanup()
+    async for name, url in scratch_databases(args.postgres):
+        for path, telegram in (("simulator", False), ("telegram webhook", True)):
+            rate, trips, busy = await run_ours(url, args.messages, args.users, telegram)
+            print(f"hotline {path:16s}, {name:10s}: {rate:6.0f} msg/s  "
+                  f"ratio {rate / baseline:5.3f} (vs aiogram webhook {rate / webhook:5.3f})"
+                  f"  round trips/msg {trips:4.1f}  server CPU {busy:4.0%} of a core")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
-"""A scratch PostgreSQL database for a benchmark: created, migrated, dropped afterwards."""
+"""Scratch databases for a benchmark: created, migrated, dropped afterwards."""
 
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from sqlalchemy import text
 
@@ -28,3 +29,18 @@ async def scratch_postgres(server_url: str) -> tuple[str, Callable[[], Awaitable
 
     await asyncio.to_thread(upgrade, url)
     return url, drop
+
+
+async def scratch_databases(postgres_url: str | None) -> AsyncIterator[tuple[str, str]]:
+    """(name, url) of a fresh SQLite database, then of a fresh PostgreSQL one on the server at
+    `postgres_url` if given; each is removed once the loop moves past it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sqlite_url = f"sqlite:///{tmp}/bench.db"
+        await asyncio.to_thread(upgrade, sqlite_url)
+        yield "SQLite", sqlite_url
+    if postgres_url:
+        url, drop = await scratch_postgres(postgres_url)
+        try:
+            yield "PostgreSQL", url
+        finally:
+            await drop()

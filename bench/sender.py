@@ -39,9 +39,8 @@ from sqlalchemy import func, insert, select  # noqa: E402
 from bot.sender import SenderLoop  # noqa: E402
 from bot.services import Services  # noqa: E402
 from bot.settings import Settings  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
 
-from scratch import scratch_postgres  # noqa: E402  (bench/ is on the path when run)
+from scratch import scratch_databases  # noqa: E402  (bench/ is on the path when run)
 from storage.models import OutboxItem  # noqa: E402
 from storage.records import OutgoingReply  # noqa: E402
 from tests.fakes.telegram import FakeTelegram  # noqa: E402
@@ -162,35 +161,25 @@ async def main() -> None:
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, {platform.platform()}\n")
-    with tempfile.TemporaryDirectory() as tmp:
-        targets: list[tuple[str, str, Any]] = []
-        sqlite_url = f"sqlite:///{tmp}/bench.db"
-        await asyncio.to_thread(upgrade, sqlite_url)
-        targets.append(("SQLite", sqlite_url, None))
-        if args.postgres:
-            url, drop = await scratch_postgres(args.postgres)
-            targets.append(("PostgreSQL", url, drop))
-        for name, url, drop in targets:
-            rate, sent, *_ = await run(url, args.messages, 500, False, 100_000, 100_000)
-            print(f"{name:10s} instant fake : {rate:7.0f} msg/s ({sent} sent, "
-                  f"{args.messages} queued)")
-            rate, sent, violations, limited, steady = await run(
-                url, args.limited_messages, 60, True, 30.0, 1.0)
-            print(f"{name:10s} 30/s limit   : {steady:5.1f} msg/s steady = {steady / 30:.0%} "
-                  f"of the limit; 429s {limited}, requests inside a pause {violations}")
-            rate, sent, violations, limited, steady = await run(
-                url, args.limited_messages, 60, True, 30.0, 1.0, throttle_every=150, workers=2)
-            print(f"{name:10s} 30/s, flood control, 2 workers: {steady:5.1f} msg/s steady; "
-                  f"429s {limited} (forced), requests inside a pause {violations}, "
-                  f"{sent} sent of {args.limited_messages}")
-            # The menu is 62 GSM-7 characters plus choices: one segment per message.
-            rate, sent, violations, limited, steady = await run(
-                url, args.sms_messages, 50, True, SMS_LIMIT, 1.0, kind="twilio")
-            print(f"{name:10s} SMS {SMS_LIMIT:.0f} seg/s: {steady:5.1f} seg/s steady = "
-                  f"{steady / SMS_LIMIT:.0%} of the limit; 429s {limited}, "
-                  f"requests inside a pause {violations}")
-            if drop:
-                await drop()
+    async for name, url in scratch_databases(args.postgres):
+        rate, sent, *_ = await run(url, args.messages, 500, False, 100_000, 100_000)
+        print(f"{name:10s} instant fake : {rate:7.0f} msg/s ({sent} sent, "
+              f"{args.messages} queued)")
+        rate, sent, violations, limited, steady = await run(
+            url, args.limited_messages, 60, True, 30.0, 1.0)
+        print(f"{name:10s} 30/s limit   : {steady:5.1f} msg/s steady = {steady / 30:.0%} "
+              f"of the limit; 429s {limited}, requests inside a pause {violations}")
+        rate, sent, violations, limited, steady = await run(
+            url, args.limited_messages, 60, True, 30.0, 1.0, throttle_every=150, workers=2)
+        print(f"{name:10s} 30/s, flood control, 2 workers: {steady:5.1f} msg/s steady; "
+              f"429s {limited} (forced), requests inside a pause {violations}, "
+              f"{sent} sent of {args.limited_messages}")
+        # The menu is 62 GSM-7 characters plus choices: one segment per message.
+        rate, sent, violations, limited, steady = await run(
+            url, args.sms_messages, 50, True, SMS_LIMIT, 1.0, kind="twilio")
+        print(f"{name:10s} SMS {SMS_LIMIT:.0f} seg/s: {steady:5.1f} seg/s steady = "
+              f"{steady / SMS_LIMIT:.0%} of the limit; 429s {limited}, "
+              f"requests inside a pause {violations}")
 
 
 if __name__ == "__main__":
