@@ -7,7 +7,7 @@ import asyncio
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -71,6 +71,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
     asyncio.run(truncate())
     return url
+
+
+async def until(condition: Callable[[], bool], seconds: float = 30) -> None:
+    """Wait for something another task or process does; the limit only keeps a broken test
+    from hanging."""
+    for _ in range(int(seconds * 20)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("timed out")
 
 
 def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Settings:

@@ -18,7 +18,8 @@ from storage.models import OutboxItem
 from storage.outbox import Sender
 from storage.db import create_engine
 from tests.bot.test_sms import fake  # noqa: F401  (the same fake Twilio fixture)
-from tests.bot.test_telegram_processes import free_port, migrate, serving, start, stop, until
+from tests.bot.test_telegram_processes import free_port, migrate, serving, start, stop
+from tests.conftest import until
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 SENDER = "+15005550006"

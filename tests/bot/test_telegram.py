@@ -18,7 +18,7 @@ from bot.sender import SenderLoop
 from bot.services import Services
 from flows.i18n import translator
 from storage.models import Contact, OutboxItem
-from tests.conftest import make_settings
+from tests.conftest import make_settings, until
 from tests.fakes.telegram import FakeTelegram, callback_update, message_update
 
 SECRET = "s3cret-token-for-tests-0123456789"
@@ -359,19 +359,19 @@ async def test_a_pause_announced_by_one_worker_stops_another_mid_batch(
         now = datetime.now(timezone.utc)
         await queue(b, [(chat, f"bulk {chat}") for chat in range(1, 11)], now)
         batch = asyncio.create_task(SenderLoop(b.sender, b.clients, planner=planner_b).run_once())
-        await _until(lambda: len(released) >= 2)  # B is mid-batch
+        await until(lambda: len(released) >= 2)  # B is mid-batch
         await planner_a.pause(GLOBAL_SCOPE, 3.0)
-        until = planner_a.paused_until(GLOBAL_SCOPE)
-        await _until(lambda: planner_b.paused_until(GLOBAL_SCOPE) >= until)
+        pause_end = planner_a.paused_until(GLOBAL_SCOPE)
+        await until(lambda: planner_b.paused_until(GLOBAL_SCOPE) >= pause_end)
         heard = time.time()
         planner_late = SendPlanner(late.sender.shared_schedule())
         follow_late = asyncio.create_task(planner_late.follow_pauses())
-        await _until(lambda: planner_late.paused_until(GLOBAL_SCOPE) >= until or batch.done())
-        assert planner_late.paused_until(GLOBAL_SCOPE) >= until
+        await until(lambda: planner_late.paused_until(GLOBAL_SCOPE) >= pause_end or batch.done())
+        assert planner_late.paused_until(GLOBAL_SCOPE) >= pause_end
         follow_late.cancel()
         assert await batch == 10
         after = [t for t in released if t >= heard]
-        assert after and all(t >= until for t in after)
+        assert after and all(t >= pause_end for t in after)
         assert len(fake.sent) == 10
     finally:
         follow.cancel()
@@ -379,14 +379,6 @@ async def test_a_pause_announced_by_one_worker_stops_another_mid_batch(
         await b.close()
         await late.close()
 
-
-async def _until(condition, seconds: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    """Wait for something another task does; the limit only keeps a broken test from hanging."""
-    for _ in range(int(seconds / 0.005)):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition not reached")
 
 
 async def test_telegram_unreachable_at_start_keeps_the_rest_serving(
@@ -399,7 +391,7 @@ async def test_telegram_unreachable_at_start_keeps_the_rest_serving(
         response = await client.post("/api/simulator/messages", json={"user": "u", "text": "hi",
                                                                       "channel": "sms"})
         assert response.status == 200
-        await _until(lambda: bool(fake.webhook))  # registered once Telegram answers
+        await until(lambda: bool(fake.webhook))  # registered once Telegram answers
     assert fake.webhook["url"] == "https://hotline.example.org/webhooks/telegram"
     assert fake.webhook["secret_token"] == SECRET
 
@@ -415,7 +407,7 @@ async def test_polling_starts_on_a_bot_api_server_without_delete_webhook(
     ))
     fake.fail_next("deleteWebhook", 404, "Not Found: method not found")
     async with TestClient(TestServer(create_app(polling, background=True))):
-        await _until(lambda: any(method == "getUpdates" for method, _ in fake.requests))
+        await until(lambda: any(method == "getUpdates" for method, _ in fake.requests))
     await polling.close()
 
 

@@ -7,7 +7,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -20,7 +20,7 @@ from flows.engine import Inbound
 from flows.i18n import translator
 from storage.crypto import new_master_key, parse_master_key
 from storage.models import OutboxItem
-from tests.conftest import make_settings
+from tests.conftest import make_settings, until
 from tests.fakes.telegram import FakeTelegram, callback_update, message_update
 
 HOTLINE = str(Path(sys.executable).with_name("hotline"))
@@ -55,14 +55,6 @@ async def stop(process: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -
         process.send_signal(sig)
     output, _ = await asyncio.wait_for(process.communicate(), 30)
     return output.decode()
-
-
-async def until(condition: Callable[[], bool], seconds: float = 30) -> None:
-    for _ in range(int(seconds * 20)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 def free_port() -> int:
