@@ -71,17 +71,16 @@ def _keyboard(choices: tuple[tuple[str, str], ...]) -> InlineKeyboardMarkup:
     ])
 
 
-def _accepted_anyway(exc: ClientDecodeError) -> str | None:
-    """A Bot API server said ok but answered in a shape aiogram could not read (a proxy, an
-    older self-hosted server): the message went, and sending it again would send it twice.
-    Returns its id if there is one; re-raises if the answer was not an acceptance."""
+def _accepted_id(exc: ClientDecodeError) -> tuple[bool, str | None]:
+    """Whether an answer aiogram could not read still said ok (a proxy, an older self-hosted
+    Bot API server), and the message's id if it carries one. If it did, the message went:
+    sending it again would send it twice."""
     data = exc.data
     if not (isinstance(data, dict) and data.get("ok") is True):
-        raise exc
-    log.warning("telegram accepted a message but its answer could not be read")
+        return False, None
     result = data.get("result")
     message_id = result.get("message_id") if isinstance(result, dict) else None
-    return str(message_id) if message_id is not None else None
+    return True, str(message_id) if message_id is not None else None
 
 
 class TelegramClient:
@@ -117,10 +116,11 @@ class TelegramClient:
                     )
                     provider_id = str(sent.message_id)
                 except ClientDecodeError as exc:
-                    provider_id = _accepted_anyway(exc)  # raises if it was not accepted
+                    accepted, provider_id = _accepted_id(exc)
+                    if not accepted:
+                        return Retry("an answer that is not the Bot API's", parts_sent=done)
+                    log.warning("telegram accepted a message but its answer could not be read")
                 done = index + 1
-        except ClientDecodeError:
-            return Retry("an answer that is not the Bot API's", parts_sent=done)
         except TelegramRetryAfter as exc:
             return Retry("429 too many requests", pause=float(exc.retry_after),
                          scope=GLOBAL_SCOPE, parts_sent=done)

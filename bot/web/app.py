@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 from datetime import timedelta
+from typing import Any
 
 from aiohttp import web
 
 from bot.sender import SenderLoop
 from bot.channels.simulator import Simulator
 from bot.services import Services
+from bot.settings import Settings
 from bot.web import simulator_api
 from bot.web.page import STATIC, simulator_page
 
@@ -106,7 +107,7 @@ async def run_background(services: Services) -> AsyncIterator[None]:
     await asyncio.gather(*tasks, return_exceptions=True)  # the sender finishes its batch
 
 
-async def _connect_telegram(bot: Any, dispatcher: Any, settings: Any,
+async def _connect_telegram(bot: Any, dispatcher: Any, settings: Settings,
                             stop: asyncio.Event) -> None:
     """Register the webhook, or remove it and poll, retrying with backoff while Telegram cannot
     be reached. Errors are logged by kind only: aiogram's messages may carry the request."""
