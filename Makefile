@@ -37,7 +37,7 @@ i18n: $(STAMP)
 	$(MAKE) i18n-compile
 
 var:
-	mkdir -p var
+	mkdir -p -m 700 var
 
 run: $(STAMP) i18n-compile var
 	$(BIN)/hotline db upgrade

@@ -42,6 +42,7 @@ from bot.settings import Settings  # noqa: E402
 
 from scratch import scratch_databases  # noqa: E402  (bench/ is on the path when run)
 from storage.models import OutboxItem  # noqa: E402
+from storage.outbox import outbox_rows  # noqa: E402
 from storage.records import OutgoingReply  # noqa: E402
 from tests.fakes.telegram import FakeTelegram  # noqa: E402
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio  # noqa: E402
@@ -76,17 +77,12 @@ async def fill(services: Services, count: int, chats: int, channel: str = "teleg
     now = datetime.now(timezone.utc)
     reply = OutgoingReply("Main menu. What do you need?", (("emergency", "Emergency numbers"),
                                                            ("settings", "Settings")))
-    payload = services.vault.encrypt(json.dumps(reply.to_json()))
     rows = []
     for i in range(count):
         chat = str(1000 + i % chats) if channel == "telegram" else f"+1500555{i % chats:04d}"
-        rows.append({
-            "contact_id": None, "channel": channel,
-            "address_hash": services.vault.keyed_hash(channel, chat),
-            "address_enc": services.vault.encrypt(chat), "payload_enc": payload,
-            "priority": 10, "status": "queued", "attempts": 0, "erase_after_send": False,
-            "created_at": now, "next_attempt_at": now,
-        })
+        rows += outbox_rows(services.vault, channel=channel, address=chat,
+                            address_hash=services.vault.keyed_hash(channel, chat),
+                            replies=[reply], now=now, priority=10, contact_id=None)
     async with services.db.begin() as conn:
         for start in range(0, len(rows), 1000):
             await conn.execute(insert(OutboxItem), rows[start:start + 1000])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import uuid
@@ -13,7 +14,7 @@ from datetime import timedelta
 from aiohttp import web
 
 from bot.channels.simulator import STYLES, Simulator, SimulatorMessage
-from bot.sender import SenderLoop
+from bot.logs import configure_logging
 from bot.services import Services
 from bot.settings import Settings, SettingsError
 from storage.crypto import new_master_key
@@ -34,12 +35,21 @@ def main(argv: list[str] | None = None) -> int:
     chat.add_argument("--style", choices=STYLES, default="sms")
     chat.add_argument("--user", default=None, help="who you are (default: a new person)")
     chat.add_argument("--language", default=None, help="the phone's language, e.g. ru")
-    commands.add_parser("worker", help="send what the outbox holds (run as many as needed)")
+    worker = commands.add_parser("worker", help="send what the outbox holds (run as many as "
+                                 "needed); serves /healthz and /metrics")
+    worker.add_argument("--host", default="127.0.0.1",
+                        help="where /healthz and /metrics listen (default: 127.0.0.1)")
+    worker.add_argument("--port", type=_port, default=os.environ.get("WORKER_PORT") or "8081",
+                        help="default: WORKER_PORT or 8081; 0 serves neither")
     key = commands.add_parser("key", help="encryption keys")
     key.add_argument("action", choices=["new"])
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        configure_logging(os.environ.get("LOG_FORMAT") or "text", logging.INFO)
+    except ValueError as exc:
+        print(f"hotline: {exc}", file=sys.stderr)
+        return 2
     if args.command == "key":
         print(new_master_key())
         return 0
@@ -49,13 +59,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hotline: {exc}", file=sys.stderr)
         return 2
     if args.command == "db":
-        upgrade(settings.database_url)
+        upgrade(settings.database_url, master_key=settings.secret_key)
         print("database schema is up to date")
         return 0
     if args.command == "run":
         return _run(settings, args.host or settings.host, args.port or settings.port)
     if args.command == "worker":
-        return asyncio.run(_worker(settings))
+        return asyncio.run(_worker(settings, args.host, args.port))
     return asyncio.run(_chat(settings, args.style, args.user or f"terminal-{uuid.uuid4()}",
                              args.language))
 
@@ -85,8 +95,21 @@ def _run(settings: Settings, host: str, port: int) -> int:
     return 0
 
 
-async def _worker(settings: Settings) -> int:
-    """The sender alone: `hotline run` has one inside; production runs these beside `web`."""
+def _port(value: str) -> int:
+    """argparse applies it to WORKER_PORT too (a string default), so the message names both."""
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"--port (or WORKER_PORT) must be a port number from 0 to 65535, not {value!r}")
+    return port
+
+
+async def _worker(settings: Settings, host: str, port: int) -> int:
+    """The sender alone: `hotline run` has one inside; production runs these beside `web`.
+    Beside it, unless `port` is 0, /healthz and /metrics for the monitoring."""
     try:
         services = await _ready(settings)
     except SettingsError as exc:
@@ -96,20 +119,41 @@ async def _worker(settings: Settings) -> int:
         await services.close()
         print("hotline: no channel to send through: set TELEGRAM_BOT_TOKEN", file=sys.stderr)
         return 2
+    runner = None
+    if port:
+        from bot.web import health
+
+        app = web.Application()
+        app.add_routes(health.routes(services.db, services.metrics))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            await services.close()
+            print(f"hotline: cannot serve /healthz and /metrics on {host}:{port} "
+                  f"({exc.strerror or exc}): choose another --port or WORKER_PORT, or 0 for "
+                  "none", file=sys.stderr)
+            return 2
+        log.info("worker health and metrics on http://%s:%s", host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     log.info("worker sending through %s", ", ".join(sorted(services.clients)))
     try:
-        await SenderLoop(services.sender, services.clients,
-                         lease=timedelta(seconds=settings.sender_lease_seconds)).run(stop)
+        await services.sender_loop().run(stop)
     finally:
+        if runner is not None:
+            await runner.cleanup()
         await services.close()
     return 0
 
 
 async def _chat(settings: Settings, style: str, user: str, language: str | None) -> int:
+    # The terminal is the conversation: each turn's INFO line would land in the middle of it.
+    logging.getLogger().setLevel(logging.WARNING)
     try:
         services = await _ready(settings)
     except SettingsError as exc:

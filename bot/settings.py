@@ -7,11 +7,11 @@ import logging
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from storage.crypto import KeyError_, new_master_key, parse_master_key
-from storage.db import normalise_url
+from storage.db import normalise_url, private_directory
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,14 @@ class Settings:
     twilio_messaging_service_sid: str | None = None
     twilio_api_base: str | None = None
     twilio_segments_per_second: float = 1.0
+    # The simulator page and API create contacts as anyone who calls them: from_env turns
+    # them off beside a real channel unless SIMULATOR=on.
+    simulator: bool = True
+
+    @property
+    def real_channel(self) -> bool:
+        """Telegram or SMS is configured: the service talks to real people."""
+        return bool(self.telegram_bot_token or self.twilio_account_sid)
 
     @property
     def telegram_webhook(self) -> bool:
@@ -60,7 +68,7 @@ class Settings:
         except Exception as exc:  # sqlalchemy raises several kinds for a bad URL
             raise SettingsError(f"DATABASE_URL is not a database URL we can use: {exc}") from exc
         local = url.get_backend_name() == "sqlite"
-        return cls(
+        settings = cls(
             database_url=database_url,
             secret_key=_secret_key(env.get("HOTLINE_SECRET_KEY"), data_dir, local),
             data_dir=data_dir,
@@ -73,6 +81,20 @@ class Settings:
             **_telegram(env),
             **_twilio(env),
         )
+        return replace(settings, simulator=_simulator(env, settings.real_channel))
+
+
+def _simulator(env: Mapping[str, str], real_channel: bool) -> bool:
+    raw = env.get("SIMULATOR") or ""
+    if raw in ("on", "off"):
+        return raw == "on"
+    if raw:
+        raise SettingsError(
+            f"SIMULATOR must be 'on' or 'off', not {raw!r}. Unset, the simulator is on unless "
+            "Telegram or Twilio is configured: on a live service anyone who opens it talks to "
+            "the real database."
+        )
+    return not real_channel
 
 
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
@@ -184,13 +206,13 @@ def _secret_key(configured: str | None, data_dir: Path, local: bool) -> bytes:
             "and phone numbers are encrypted with it. Generate one with "
             "`hotline key new` and keep it safe."
         )
+    private_directory(data_dir)
     path = data_dir / "secret.key"
     if path.exists():
         try:
             return parse_master_key(path.read_text())
         except KeyError_ as exc:
             raise SettingsError(f"{path} is unusable: {exc}") from None
-    data_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(new_master_key() + "\n")

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
-from flows.text import as_number, fold
+from flows.text import fold, key_number
 
 # How alike a typed word must be to a label to count as a typing error of it.
 _TYPO_RATIO = 0.8
@@ -28,22 +28,33 @@ def match(options: Sequence[Option], text: str | None, choice: str | None) -> st
         return choice if any(o.id == choice for o in options) else None
     if not text or not options:
         return None
-    number = as_number(text)
+    key = fold(text)
+    number = key_number(key)
     if number is not None:
         return options[number - 1].id if 1 <= number <= len(options) else None
-    key = fold(text)
     if not key:
         return None
-    exact = [o.id for o in options if key in o.keys()]
+    keyed = [(o.id, o.keys()) for o in options]
+    exact = [option_id for option_id, keys in keyed if key in keys]
     if len(exact) == 1:
         return exact[0]
     if len(key) < 4:  # too short to guess from
         return None
-    scored = sorted(
-        ((max(SequenceMatcher(None, key, k).ratio() for k in o.keys()), o.id)
-         for o in options if o.keys()),
-        reverse=True,
-    )
+    scored = sorted(((_typo_score(key, keys), option_id) for option_id, keys in keyed if keys), reverse=True)
     if scored and scored[0][0] >= _TYPO_RATIO and (len(scored) == 1 or scored[1][0] < scored[0][0]):
         return scored[0][1]
     return None
+
+
+def _typo_score(key: str, keys: list[str]) -> float:
+    """The best ratio of `key` to one of `keys`, where a key that cannot reach _TYPO_RATIO
+    counts as 0: only whether, and for which option, the threshold is reached matters."""
+    best = 0.0
+    for k in keys:
+        matcher = SequenceMatcher(None, key, k)
+        # ratio() costs up to the product of the lengths. Its cheap upper bounds rule most
+        # pairs out first, among them every long message: real_quick_ratio() is below the
+        # threshold as soon as one side is over 1.5 times as long as the other.
+        if matcher.real_quick_ratio() >= _TYPO_RATIO and matcher.quick_ratio() >= _TYPO_RATIO:
+            best = max(best, matcher.ratio())
+    return best

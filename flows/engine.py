@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import time
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from flows.choices import Option, match
 from flows.i18n import N_, SHIPPED, Translator, negotiate, translator
@@ -177,8 +179,12 @@ class Registry:
         lost: Handler,
         unsupported: Handler,
         deep_links: Mapping[str, Handler] | None = None,
+        failed: Handler | None = None,
     ) -> None:
         self.flows = {f.name: f for f in flows}
+        # What a person is told when a step raised (a bug): an apology, the emergency
+        # numbers, and where they now are (the home step).
+        self.failed = failed
         self.start = start
         self.home = home
         self.keywords = {k.name: k for k in keywords}
@@ -239,6 +245,14 @@ class Registry:
 class Handled:
     duplicate: bool
     outbox_ids: tuple[int, ...] = ()
+    step_failed: bool = False
+
+
+class TurnObserver(Protocol):
+    """Told about every inbound message (the web app's metrics): its channel, how long its
+    turn took and how it ended ("ok", "duplicate" or "step_error")."""
+
+    def turn(self, channel: str, seconds: float, outcome: str) -> None: ...
 
 
 class _KeyedLocks:
@@ -271,6 +285,7 @@ class Engine:
         idle_after: timedelta = timedelta(hours=24),
         max_misses: int = 3,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        observer: TurnObserver | None = None,
     ) -> None:
         self._turns = turns
         self._registry = registry
@@ -278,9 +293,14 @@ class Engine:
         self._idle_after = idle_after
         self._max_misses = max_misses
         self._clock = clock
+        self._observer = observer
         self._locks = _KeyedLocks()
 
     async def handle(self, inbound: Inbound) -> Handled:
+        """Run the message's turn and commit it. A step that raises still answers the person
+        (see `_failed_turn`); only a failure to read or write the database raises, and then
+        nothing was written, so the channel must not acknowledge the message."""
+        started = time.perf_counter()
         now = self._clock()
 
         async def body(turn: Turn) -> Handled:
@@ -290,9 +310,41 @@ class Engine:
             handled = await self._turns.run(
                 inbound.channel, inbound.address, inbound.message_id, now, body
             )
-        return handled if handled is not None else Handled(duplicate=True)
+        handled = handled if handled is not None else Handled(duplicate=True)
+        if self._observer is not None:
+            outcome = ("duplicate" if handled.duplicate
+                       else "step_error" if handled.step_failed else "ok")
+            self._observer.turn(inbound.channel, time.perf_counter() - started, outcome)
+        return handled
 
     async def _run_turn(self, turn: Turn, inbound: Inbound, now: datetime) -> Handled:
+        text = clean_input(inbound.text or "")
+        choice = clean_input(inbound.choice) if inbound.choice else None
+        profile, state, ctx = self._context(turn, inbound, now)
+        failed = False
+        try:
+            if inbound.unsupported and profile.status != "stopped":
+                current, outcome = self._current(state), await self._registry.unsupported(ctx)
+            else:
+                current, outcome = await self._decide(ctx, state, text, choice, now)
+            replies = await self._compose(ctx, state, current, outcome)
+        except Exception as exc:
+            failed = True
+            _log_step_failure(exc, turn.state)
+            # Start again from what was stored: the step may have changed these half-way.
+            profile, state, ctx = self._context(turn, inbound, now)
+            outcome, replies = await self._failed_turn(ctx, state)
+        if outcome.erase:
+            ids = await turn.erase(now=now, farewell=replies)
+        else:
+            ids = await turn.save(
+                now=now, inbound_text=text if choice is None else f"[{choice}]",
+                state=state, profile=profile, replies=replies,
+            )
+        return Handled(duplicate=False, outbox_ids=tuple(ids), step_failed=failed)
+
+    def _context(self, turn: Turn, inbound: Inbound, now: datetime
+                 ) -> tuple[Profile, State, Context]:
         profile = copy.copy(turn.profile)
         if turn.is_new and inbound.country_hint:
             profile.country = inbound.country_hint.upper()
@@ -302,23 +354,26 @@ class Engine:
             settings=self._settings, locale_hint=inbound.locale_hint, turn=turn,
             registry=self._registry, start_payload=inbound.start_payload,
         )
-        text = clean_input(inbound.text or "")
-        choice = clean_input(inbound.choice) if inbound.choice else None
-        if inbound.unsupported and profile.status != "stopped":
-            current, outcome = self._current(state), await self._registry.unsupported(ctx)
-        else:
-            current, outcome = await self._decide(ctx, state, text, choice, now)
-        replies = await self._compose(ctx, state, current, outcome)
-        log.info("turn contact=%s step=%s/%s replies=%d", turn.contact_id, state.flow,
-                 state.step, len(replies))
-        if outcome.erase:
-            ids = await turn.erase(now=now, farewell=replies)
-        else:
-            ids = await turn.save(
-                now=now, inbound_text=text if choice is None else f"[{choice}]",
-                state=state, profile=profile, replies=replies,
-            )
-        return Handled(duplicate=False, outbox_ids=tuple(ids))
+        return profile, state, ctx
+
+    async def _failed_turn(self, ctx: Context, state: State
+                           ) -> tuple[Outcome, list[OutgoingReply]]:
+        """A step raised: the person gets an apology with the emergency numbers of their
+        country and the home step's menu, and the conversation returns home. If even that
+        fails (the home step is what is broken), the apology alone."""
+        _enter(state, self._registry.home)
+        try:
+            if self._registry.failed is None:
+                raise LookupError("no handler for failed steps")
+            outcome = await self._registry.failed(ctx)
+            return outcome, await self._compose(ctx, state, self._registry.home, outcome)
+        except Exception as exc:
+            _log_step_failure(exc, state)
+            state.flow = state.step = None
+            state.data.clear()
+            sorry = ctx.t(N_("Sorry, something went wrong on our side. Please write again."))
+            outcome = Outcome(say=[sorry], end=True)
+            return outcome, [OutgoingReply(text=sorry, rtl=ctx.t.rtl)]
 
     async def _decide(
         self, ctx: Context, state: State, text: str, choice: str | None, now: datetime
@@ -424,6 +479,14 @@ class Engine:
                 short=short if short != full else None,
             )
         ]
+
+
+def _log_step_failure(exc: BaseException, state: State) -> None:
+    """Log where it failed and the code's frames, never the exception's message or locals
+    (either may hold what the person wrote)."""
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    log.error("a step failed with %s at %s/%s; the person was answered with an apology\n%s",
+              type(exc).__name__, state.flow, state.step, frames)
 
 
 def _enter(state: State, ref: StepRef) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flows import menu, settings, welcome
-from flows.emergency import on_emergency
+from flows.emergency import numbers_text, on_emergency
 from flows.engine import Context, Keyword, Long, Outcome, Registry
 from flows.i18n import N_, NP_
 
@@ -18,6 +18,15 @@ async def on_help(ctx: Context) -> Outcome:
     # TRANSLATORS: the SMS version of the help text above: keep it to one short line.
     short = ctx.t(N_("Send {menu}, {emergency}, {language}, {stop} or {delete} at any time."))
     return Outcome(say=[Long(full, short.format(**words))], reprompt=True)
+
+
+async def on_step_failed(ctx: Context) -> Outcome:
+    """A bug stopped the step the person was at: apologise, give the emergency numbers of
+    their country, and show the main menu."""
+    sorry = ctx.t(N_("Sorry, something went wrong on our side and I could not do that. If you "
+                     "are in danger, call now:"))
+    numbers = numbers_text(ctx).split("\n", 1)[-1]  # without its own "If you are in danger"
+    return Outcome(say=[f"{sorry}\n{numbers}"], goto=menu.HOME)
 
 
 async def on_unsupported(ctx: Context) -> Outcome:
@@ -83,4 +92,5 @@ def standard_registry() -> Registry:
         lost=menu.on_lost,
         unsupported=on_unsupported,
         deep_links=DEEP_LINKS,
+        failed=on_step_failed,
     )

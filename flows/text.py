@@ -5,12 +5,26 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# Apostrophe look-alikes used in Uzbek Latin (o‘zbek, g‘) and elsewhere.
-_APOSTROPHES = str.maketrans({c: "'" for c in "‘’ʻʼ`´ʹ′"})
-# Arabic: hamza forms of alef, alef maqsura and teh marbuta are often typed interchangeably.
-_ARABIC = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا", "ى": "ي", "ة": "ه"})
+_LOOK_ALIKES = str.maketrans({
+    # Apostrophe look-alikes used in Uzbek Latin (o‘zbek, g‘) and elsewhere.
+    **{c: "'" for c in "‘’ʻʼ`´ʹ′"},
+    # Arabic: hamza forms of alef, alef maqsura and teh marbuta are often typed interchangeably.
+    "أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا", "ى": "ي", "ة": "ه",
+    "\u0640": None,  # tatweel
+})
 _SPACE = re.compile(r"\s+")
-_EDGE = re.compile(r"^[\W_]+|[\W_]+$")
+_EDGE = re.compile(r"[\W_]*")
+# Unicode's stream-safe format allows 30 combining marks in a row; normalising a longer run
+# costs time quadratic in its length (CPython sorts marks by insertion), so more are dropped.
+_MAX_MARKS = 30
+# Marks are never word characters or spaces (true of all of Unicode), so only runs of the
+# rest can hold them: the letters between go by at the regex engine's speed.
+_MAYBE_MARKS = re.compile(r"[^\w\s]{31}")
+_NOT_WORDS = re.compile(r"[^\w\s]+")
+# Marks that change letters in Cyrillic (й, ё): kept, and recomposed.
+_KEPT_MARKS = "\u0306\u0308"
+# Not marks themselves, but they decompose into marks of different classes (Tibetan).
+_DECOMPOSE_TO_MARKS = frozenset("\u0f73\u0f75\u0f81")
 
 
 def clean_input(text: str) -> str:
@@ -22,26 +36,55 @@ def clean_input(text: str) -> str:
 def fold(text: str) -> str:
     """A comparison key: NFKC, case-folded, marks and tatweel removed, spaces collapsed, no
     punctuation at either end, Telegram's command slash and @botname dropped."""
-    text = unicodedata.normalize("NFKC", text).casefold().translate(_APOSTROPHES)
-    text = text.translate(_ARABIC).replace("\u0640", "")  # tatweel
+    text = unicodedata.normalize("NFKC", _limit_marks(text)).casefold().translate(_LOOK_ALIKES)
     decomposed = unicodedata.normalize("NFD", text)
-    # Drop combining marks except those that change letters in Cyrillic (й, ё): recompose them.
-    text = unicodedata.normalize(
-        "NFC",
-        "".join(
-            c for c in decomposed
-            if not (unicodedata.category(c) == "Mn" and c not in "\u0306\u0308")
-        ),
-    )
+    text = unicodedata.normalize("NFC", _NOT_WORDS.sub(_without_marks, decomposed))
     if text.startswith("/"):
         text = text[1:].split("@", 1)[0]
     text = _SPACE.sub(" ", text)
-    return _EDGE.sub("", text)
+    return _strip_edges(text)
+
+
+def _without_marks(run: re.Match[str]) -> str:
+    return "".join(
+        c for c in run.group() if c in _KEPT_MARKS or unicodedata.category(c) != "Mn"
+    )
+
+
+def _strip_edges(text: str) -> str:
+    """Without punctuation (or spaces) at either end. Matched from each end, because a search
+    for `[\\W_]+$` tries every position of a punctuation run: quadratic in its length."""
+    return text[_edge_length(text):len(text) - _edge_length(text[::-1])]
+
+
+def _edge_length(text: str) -> int:
+    found = _EDGE.match(text)
+    return found.end() if found else 0
+
+
+def _limit_marks(text: str) -> str:
+    if not _MAYBE_MARKS.search(text):
+        return text
+    kept: list[str] = []
+    run = 0
+    for c in text:
+        if unicodedata.combining(c) or c in _DECOMPOSE_TO_MARKS:
+            run += 1
+            if run > _MAX_MARKS:
+                continue
+        else:
+            run = 0
+        kept.append(c)
+    return "".join(kept)
 
 
 def as_number(text: str) -> int | None:
     """'2', '2.', ' ٢ ' (Arabic-Indic digits) -> 2; anything else -> None."""
-    key = fold(text)
-    if key.isdigit() and len(key) <= 4:
+    return key_number(fold(text))
+
+
+def key_number(key: str) -> int | None:
+    """as_number for a key already folded."""
+    if len(key) <= 4 and key.isdigit():
         return int(key)
     return None

@@ -17,8 +17,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 # The first byte of every ciphertext names the format, so a later key rotation can tell old
-# rows from new ones without a schema change.
+# rows from new ones without a schema change. Version 1 had no associated data; migration 0006
+# re-encrypted every stored value as version 2, and only the migration still reads version 1.
 _FORMAT_V1 = b"\x01"
+_FORMAT_V2 = b"\x02"
 _NONCE_BYTES = 12
 
 
@@ -52,14 +54,24 @@ class Vault:
         self._aead = AESGCM(_derive(master_key, b"hotline/encrypt/v1"))
         self._hash_key = _derive(master_key, b"hotline/address-hash/v1")
 
-    def encrypt(self, plaintext: str) -> bytes:
+    def encrypt(self, plaintext: str, bound_to: bytes) -> bytes:
+        """Encrypt for one place: `bound_to` (see `bound`) is authenticated with the text, so
+        the ciphertext cannot be moved to another column or another person's row."""
         nonce = os.urandom(_NONCE_BYTES)
         data = plaintext.encode("utf-8", errors="surrogatepass")
-        return _FORMAT_V1 + nonce + self._aead.encrypt(nonce, data, None)
+        return _FORMAT_V2 + nonce + self._aead.encrypt(nonce, data, bound_to)
 
-    def decrypt(self, blob: bytes) -> str:
-        if blob[:1] != _FORMAT_V1:
+    def decrypt(self, blob: bytes, bound_to: bytes) -> str:
+        if blob[:1] != _FORMAT_V2:
             raise ValueError("unknown ciphertext format")
+        nonce = blob[1 : 1 + _NONCE_BYTES]
+        data = self._aead.decrypt(nonce, blob[1 + _NONCE_BYTES :], bound_to)
+        return data.decode("utf-8", errors="surrogatepass")
+
+    def decrypt_v1(self, blob: bytes) -> str:
+        """Read a value stored before associated data (migration 0006 only)."""
+        if blob[:1] != _FORMAT_V1:
+            raise ValueError("not a version 1 ciphertext")
         nonce = blob[1 : 1 + _NONCE_BYTES]
         data = self._aead.decrypt(nonce, blob[1 + _NONCE_BYTES :], None)
         return data.decode("utf-8", errors="surrogatepass")
@@ -73,3 +85,18 @@ class Vault:
             mac.update(len(data).to_bytes(4, "big"))
             mac.update(data)
         return mac.digest()
+
+
+def bound(column: str, owner: bytes | int) -> bytes:
+    """Associated data for a ciphertext stored in `column` ("table.column") of the row that
+    belongs to `owner`: the address hash for contact and outbox rows, the contact id for the
+    message log. Row ids are not used because outbox and log rows get theirs only on insert."""
+    owner_bytes = owner if isinstance(owner, bytes) else str(owner).encode("ascii")
+    return column.encode("ascii") + b"\x00" + owner_bytes
+
+
+def _legacy_encrypt_v1(vault: Vault, plaintext: str) -> bytes:
+    """Version 1 (no associated data): only for downgrading migration 0006."""
+    nonce = os.urandom(_NONCE_BYTES)
+    data = plaintext.encode("utf-8", errors="surrogatepass")
+    return _FORMAT_V1 + nonce + vault._aead.encrypt(nonce, data, None)

@@ -93,6 +93,10 @@ class RateLimit(Base):
 
     scope: Mapped[str] = mapped_column(String(100), primary_key=True)
     next_at: Mapped[float] = mapped_column(Float)
+    # On a pause row ("pause:<scope>", whose next_at is when it ends): how long it is. Every
+    # worker moves its planned sends back by this same length, however late it hears of it, so
+    # the sends of all workers keep their spacing.
+    paused_for: Mapped[float | None] = mapped_column(Float)
 
 
 class OutboxItem(Base):
@@ -135,3 +139,18 @@ class OutboxItem(Base):
     # Parts of a reply too long for one message (Telegram 4,096 characters, Twilio 1,600) that
     # the provider accepted: a retry sends only the rest, so nobody gets a part twice.
     parts_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Who holds the lease while status is "sending" (a random token per claim): only its holder
+    # may settle the row, so a sender whose lease ran out cannot overwrite what the next
+    # holder did. `next_attempt_at` is when the lease runs out.
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+
+
+class ErasedKey(Base):
+    """The de-duplication keys of an erased person's last messages, kept only for the window in
+    which a provider may still redeliver them: without it a redelivered "yes, delete" would
+    create the person again. A key is a keyed hash and names nobody; it expires."""
+
+    __tablename__ = "erased_keys"
+
+    dedupe_key: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

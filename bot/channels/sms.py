@@ -7,6 +7,7 @@ nothing is stored.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -109,7 +110,7 @@ class TwilioClient:
         return [(self._scope, self._interval)]
 
     def cost(self, item: Claimed) -> float:
-        return float(sum(map(sms_segments, sms_bodies(item)[item.parts_sent:])))
+        return float(sum(map(sms_segments, sms_bodies(item)[item.parts_sent:])))  # >= 0
 
     async def send(self, item: Claimed) -> Result:
         sender = {"from_": self._from} if self._from else {
@@ -154,7 +155,12 @@ def twilio_routes(engine: Engine, outbox: Sender, hash_address: Any, *, auth_tok
     validator = RequestValidator(auth_token)
 
     async def verified_form(request: web.Request) -> dict[str, str] | None:
-        form = {k: str(v) for k, v in (await request.post()).items()}
+        try:
+            posted = await request.post()
+        except (ValueError, LookupError):  # bytes that are not UTF-8 (or its charset), a bad form
+            # Its signature cannot even be checked: refused without a traceback, nothing stored.
+            raise web.HTTPBadRequest(text="the form cannot be read") from None
+        form = {k: str(v) for k, v in posted.items()}
         url = public_base_url + request.rel_url.path_qs
         signature = request.headers.get("X-Twilio-Signature", "")
         return form if signature and validator.validate(url, form, signature) else None
@@ -178,11 +184,23 @@ def twilio_routes(engine: Engine, outbox: Sender, hash_address: Any, *, auth_tok
         body = form.get("Body", "")
         # A picture or voice message (MMS) with no words: answered like Telegram's stickers.
         media_only = not body.strip() and form.get("NumMedia", "0") not in ("", "0")
-        await engine.handle(Inbound(
+        inbound = Inbound(
             channel=CHANNEL, address=address, unsupported=media_only,
             text=_OPT_OUT_WORDS.get(opt_out) or body,
             message_id=form.get("MessageSid") or None, country_hint=country,
-        ))
+        )
+        # A step that raises is answered by the engine; what raises here is the database.
+        # Twilio does not retry a 5xx unless the webhook URL asks it to (connection overrides),
+        # so try a few times before giving up (Twilio waits up to 15 s for an answer).
+        for delay in (0.5, 1.0, 2.0, None):
+            try:
+                await engine.handle(inbound)
+                break
+            except Exception as exc:
+                if delay is None:
+                    raise
+                log.warning("an SMS turn failed (%s); trying again", type(exc).__name__)
+                await asyncio.sleep(delay)
         return _twiml()  # acknowledged after the turn committed; replies go via the outbox
 
     async def status(request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import logging
+from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from typing import Any
 
@@ -33,13 +34,17 @@ from aiogram.types import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
+    Update,
 )
+from aiogram.types.update import UpdateTypeLookupError
 
 from bot.channels.base import Failed, Result, Retry, Sent
 from bot.channels.render import render_telegram, split_text
 from flows.engine import Engine, Inbound
 from flows.i18n import N_, negotiate, translator
 from storage.outbox import Claimed, Sender
+from storage.records import OutgoingReply
+from storage.ratelimits import recipient_scope
 
 CHANNEL = "telegram"
 MAX_TEXT = 4096  # characters of one message's text, after entity parsing
@@ -95,15 +100,21 @@ class TelegramClient:
 
     def scopes(self, item: Claimed) -> list[tuple[str, float]]:
         return [(GLOBAL_SCOPE, self._global_interval),
-                (f"telegram:{item.address_hash.hex()}", self._chat_interval)]
+                (recipient_scope(CHANNEL, item.address_hash), self._chat_interval)]
+
+    @staticmethod
+    def parts(item: Claimed) -> tuple[list[str], tuple[tuple[str, str], ...]]:
+        """The messages one reply goes as, as sent (direction marks included), and its
+        buttons: the one place both its cost and its send are computed from."""
+        rendered = render_telegram(item.reply)
+        return split_text(rendered.text, MAX_TEXT), rendered.choices
 
     def cost(self, item: Claimed) -> float:
-        return float(len(split_text(item.reply.text, MAX_TEXT)) - item.parts_sent)
+        return float(max(0, len(self.parts(item)[0]) - item.parts_sent))
 
     async def send(self, item: Claimed) -> Result:
-        rendered = render_telegram(item.reply)
-        parts = split_text(rendered.text, MAX_TEXT)
-        keyboard = _keyboard(rendered.choices) if rendered.choices else None
+        parts, choices = self.parts(item)
+        keyboard = _keyboard(choices) if choices else None
         done = item.parts_sent  # a retry sends only what Telegram has not accepted yet
         provider_id = None
         try:
@@ -146,8 +157,14 @@ def _addressed_to_bot(message: Message, bot: Bot) -> bool:
         replied is not None and replied.from_user is not None and replied.from_user.id == bot.id)
 
 
-def telegram_dispatcher(engine: Engine, outbox: Sender, hash_address: Any) -> Dispatcher:
-    """A dispatcher whose handlers feed the engine; it answers nothing itself."""
+GroupReply = Callable[[str, OutgoingReply], Awaitable[object]]
+
+
+def telegram_dispatcher(engine: Engine, outbox: Sender, hash_address: Any,
+                        group_reply: GroupReply | None = None) -> Dispatcher:
+    """A dispatcher whose handlers feed the engine; it answers nothing itself. `group_reply`
+    queues the one answer a group gets (through the outbox, so a 429 is waited out like any
+    other; the row is deleted once sent)."""
     router = Router(name="hotline")
 
     def inbound(message: Message, **fields: Any) -> Inbound:
@@ -166,6 +183,8 @@ def telegram_dispatcher(engine: Engine, outbox: Sender, hash_address: Any) -> Di
     @router.edited_message(F.chat.type != "private")
     @router.callback_query(F.message.chat.type != "private")
     async def not_private(event: Message | CallbackQuery, bot: Bot) -> None:
+        if group_reply is None:
+            return
         if isinstance(event, Message):
             if not _addressed_to_bot(event, bot):
                 return  # the group's own conversation (when the bot can see it): not ours
@@ -176,9 +195,9 @@ def telegram_dispatcher(engine: Engine, outbox: Sender, hash_address: Any) -> Di
             return
         user = event.from_user
         t = translator(negotiate(None, user.language_code if user else None, None))
-        await bot.send_message(chat.id, html.escape(t(N_(
+        await group_reply(str(chat.id), OutgoingReply(t(N_(
             "I only talk in private chats, where nobody else can read what you write. Open a "
-            "chat with me and write there."))))
+            "chat with me and write there.")), rtl=t.rtl))
 
     @router.message(CommandStart())
     async def start(message: Message, command: CommandObject) -> None:
@@ -221,3 +240,13 @@ def telegram_dispatcher(engine: Engine, outbox: Sender, hash_address: Any) -> Di
 
 
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
+
+
+def has_event(update: Update) -> bool:
+    """Whether the update carries an event aiogram knows. Fed one it does not know (a type newer
+    than aiogram), aiogram warns with the whole update in the message, so it is not fed."""
+    try:
+        update.event_type
+    except UpdateTypeLookupError:
+        return False
+    return True

@@ -10,11 +10,10 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.sender import SenderLoop
 from bot.channels.simulator import Simulator
 from bot.services import Services
 from bot.settings import Settings
-from bot.web import simulator_api
+from bot.web import health, simulator_api
 from bot.web.page import STATIC, simulator_page
 
 log = logging.getLogger(__name__)
@@ -43,23 +42,24 @@ def create_app(services: Services, *, background: bool = True) -> web.Applicatio
     """The web app; with `background` it also runs the sender and, without a public address,
     Telegram long polling, so that one process is the whole service."""
     app = web.Application(middlewares=[errors_as_json], client_max_size=256 * 1024)
-    simulator = Simulator(services.engine, services.turns, services.outbox)
-    app.add_routes(simulator_api.routes(simulator, services.settings.max_text_chars))
-    app.add_routes([
-        web.get("/", simulator_page),
-        web.get("/healthz", _health),
-        web.static("/static", STATIC),
-    ])
+    if services.settings.simulator:  # off beside a real channel unless SIMULATOR=on
+        simulator = Simulator(services.engine, services.turns, services.outbox)
+        app.add_routes(simulator_api.routes(simulator, services.settings.max_text_chars))
+        app.add_routes([
+            web.get("/", simulator_page(live=services.settings.real_channel)),
+            web.static("/static", STATIC),
+        ])
+    app.add_routes(health.routes(services.db, services.metrics))
 
     settings = services.settings
     if services.telegram_dispatcher is not None and settings.telegram_webhook:
-        from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+        from bot.channels.telegram_webhook import telegram_webhook
 
-        SimpleRequestHandler(
+        assert services.telegram_bot is not None  # built together with the dispatcher
+        app.router.add_post(TELEGRAM_WEBHOOK_PATH, telegram_webhook(
             services.telegram_dispatcher, services.telegram_bot,
-            handle_in_background=False,  # acknowledge only after the turn committed
-            secret_token=settings.telegram_webhook_secret,
-        ).register(app, path=TELEGRAM_WEBHOOK_PATH)
+            settings.telegram_webhook_secret or "",  # Settings refuses to start without it
+        ))
     if settings.twilio_auth_token and settings.public_base_url:
         from bot.channels.sms import twilio_routes
 
@@ -83,10 +83,8 @@ async def run_background(services: Services) -> AsyncIterator[None]:
     stop = asyncio.Event()
     tasks = []
     settings = services.settings
-    if services.clients:
-        loop = SenderLoop(services.sender, services.clients,
-                          lease=timedelta(seconds=settings.sender_lease_seconds))
-        tasks.append(asyncio.create_task(loop.run(stop), name="sender"))
+    # Also without a channel to send through: the loop does the outbox's housekeeping.
+    tasks.append(asyncio.create_task(services.sender_loop().run(stop), name="sender"))
     bot, dispatcher = services.telegram_bot, services.telegram_dispatcher
     if bot is not None and dispatcher is not None:
         # In a task: Telegram being unreachable must not keep the simulator and SMS down.
@@ -94,12 +92,7 @@ async def run_background(services: Services) -> AsyncIterator[None]:
         tasks.append(asyncio.create_task(_connect_telegram(bot, dispatcher, settings, stop),
                                          name="telegram"))
     yield
-    stop.set()
-    if dispatcher is not None and not settings.telegram_webhook:
-        try:
-            await dispatcher.stop_polling()
-        except RuntimeError:
-            pass  # polling had not started (or already ended)
+    stop.set()  # also ends long polling's poll and backoff; a turn under way finishes
     _, pending = await asyncio.wait(tasks, timeout=5) if tasks else (set(), set())
     for task in pending:
         if task.get_name() == "telegram":  # e.g. a request to an unreachable Telegram
@@ -146,9 +139,6 @@ async def _connect_telegram(bot: Any, dispatcher: Any, settings: Settings,
             delay = min(delay * 2, 300.0)
     if stop.is_set():
         return
-    await dispatcher.start_polling(bot, handle_signals=False, close_bot_session=False,
-                                   allowed_updates=ALLOWED_UPDATES, polling_timeout=25)
+    from bot.channels.telegram_polling import TelegramPoller
 
-
-async def _health(_request: web.Request) -> web.Response:
-    return web.json_response({"ok": True})
+    await TelegramPoller(bot, dispatcher, allowed_updates=ALLOWED_UPDATES).run(stop)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from string import Template
 
@@ -25,6 +26,9 @@ PAGE_STRINGS = {
     "placeholder": N_("Type a message"),
     "send": N_("Send"),
     "failed": N_("The bot could not answer. Please try again."),
+    "live": N_("This is a simulator on a live service: what you type here is stored beside "
+               "real people's conversations. Use it only to test, never with anyone's real "
+               "details."),
 }
 
 
@@ -40,16 +44,21 @@ def page_locale(request: web.Request) -> str:
     return shipped_locale(negotiate_locale(accepted, list(SHIPPED), sep="_")) or "en"
 
 
-async def simulator_page(request: web.Request) -> web.Response:
-    locale = page_locale(request)
-    t = translator(locale)
-    strings = {key: t(message) for key, message in PAGE_STRINGS.items()}
-    languages = [{"code": code, "name": language_name(code)} for code in SHIPPED]
-    html = Template((STATIC / "simulator.html").read_text(encoding="utf-8")).substitute(
-        lang=locale,
-        dir="rtl" if t.rtl else "ltr",
-        title=strings["title"],
-        config=json.dumps({"strings": strings, "languages": languages, "locale": locale},
-                          ensure_ascii=False).replace("</", "<\\/"),
-    )
-    return web.Response(text=html, content_type="text/html", charset="utf-8")
+def simulator_page(live: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The page's handler; `live` (a real channel is configured too) adds a warning."""
+
+    async def page(request: web.Request) -> web.Response:
+        locale = page_locale(request)
+        t = translator(locale)
+        strings = {key: t(message) for key, message in PAGE_STRINGS.items()}
+        languages = [{"code": code, "name": language_name(code)} for code in SHIPPED]
+        html = Template((STATIC / "simulator.html").read_text(encoding="utf-8")).substitute(
+            lang=locale,
+            dir="rtl" if t.rtl else "ltr",
+            title=strings["title"],
+            config=json.dumps({"strings": strings, "languages": languages, "locale": locale,
+                               "live": live}, ensure_ascii=False).replace("</", "<\\/"),
+        )
+        return web.Response(text=html, content_type="text/html", charset="utf-8")
+
+    return page

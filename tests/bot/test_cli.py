@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -87,6 +88,16 @@ def test_run_refuses_an_unmigrated_database(tmp_path: Path) -> None:
     assert "run `hotline db upgrade` first" in result.stderr
 
 
+def test_db_upgrade_creates_a_private_data_folder(tmp_path: Path) -> None:
+    data = tmp_path / "new" / "var"  # neither folder exists yet
+    env = {**os.environ, "DATA_DIR": str(data), "HOTLINE_SECRET_KEY": new_master_key()}
+    env.pop("DATABASE_URL", None)
+    result = hotline("db", "upgrade", env=env)
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "hotline.db").stat().st_mode) == 0o600
+
+
 def test_a_killed_server_loses_nothing(env: dict[str, str], started: list[Server]) -> None:
     assert hotline("db", "upgrade", env=env).returncode == 0
     server = Server(env)
@@ -109,6 +120,7 @@ def test_chat_in_the_terminal(env: dict[str, str]) -> None:
     assert result.returncode == 0, result.stderr
     assert "2. Русский" in result.stdout
     assert "112" in result.stdout
+    assert "INFO" not in result.stdout + result.stderr  # only the conversation on the terminal
 
 
 def test_key_new_prints_a_usable_key() -> None:

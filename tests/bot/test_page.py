@@ -14,6 +14,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from bot.services import Services
 from bot.web.app import create_app
+from bot.web.page import PAGE_STRINGS
 from flows.i18n import translator
 from storage.migrate import upgrade
 from tests.conftest import make_settings
@@ -29,6 +30,18 @@ async def server(tmp_path: Path) -> AsyncIterator[TestServer]:
     url = f"sqlite:///{tmp_path / 'page.db'}"
     await asyncio.to_thread(upgrade, url)
     test_server = TestServer(create_app(Services.build(make_settings(url, tmp_path))))
+    await test_server.start_server()
+    yield test_server
+    await test_server.close()
+
+
+@pytest.fixture
+async def live_server(tmp_path: Path) -> AsyncIterator[TestServer]:
+    """Beside a real channel (a Telegram bot, never contacted here), turned on explicitly."""
+    url = f"sqlite:///{tmp_path / 'page.db'}"
+    await asyncio.to_thread(upgrade, url)
+    settings = make_settings(url, tmp_path, telegram_bot_token="123456:ABCDEF", simulator=True)
+    test_server = TestServer(create_app(Services.build(settings), background=False))
     await test_server.start_server()
     yield test_server
     await test_server.close()
@@ -54,6 +67,7 @@ async def test_a_conversation_in_sms_style_then_telegram_style(
     page = await browser.new_page(locale="en-GB")
     await page.goto(str(server.make_url("/")))
     await expect(page.locator("h1")).to_have_text("Hotline simulator")
+    await expect(page.locator("#live")).to_be_hidden()  # no real channel: nothing to warn of
     await send(page, "hi")
     await expect(page.locator(".bot").last).to_contain_text("8. العربية")
     await send(page, "1")
@@ -82,3 +96,15 @@ async def test_the_page_speaks_the_visitors_language_right_to_left(
     await send(page, "مرحبا")
     reply = page.locator(".bot").last
     await expect(reply).to_have_attribute("dir", "rtl")
+
+
+async def test_beside_a_real_channel_the_page_warns_it_is_a_live_service(
+    live_server: TestServer, browser: Browser
+) -> None:
+    page = await browser.new_page(locale="ru")
+    await page.goto(str(live_server.make_url("/")))
+    warning = translator("ru")(PAGE_STRINGS["live"])
+    await expect(page.locator("#live")).to_be_visible()
+    await expect(page.locator("#live")).to_have_text(warning)
+    await send(page, "привет")
+    await expect(page.locator(".bot").last).to_contain_text("Русский")

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.services import Services
 from bot.web.app import create_app
 from storage.db import create_engine
-from storage.models import Base
+from storage.models import Base, Contact
 from tests.conftest import database_file, make_settings
 
 URL = "/api/simulator/messages"
@@ -119,6 +119,23 @@ async def test_stored_data_holds_none_of_the_texts_in_plain_form(
         assert text.encode() not in stored
         assert text.encode("utf-16-le") not in stored
     assert b"+447700900123" not in stored
+
+
+async def test_switched_off_it_answers_404_and_stores_nothing(
+    database_url: str, tmp_path: Path
+) -> None:
+    services = Services.build(make_settings(database_url, tmp_path, simulator=False))
+    async with TestClient(TestServer(create_app(services, background=False))) as off:
+        for path in ("/", "/static/simulator.js"):
+            assert (await off.get(path)).status == 404
+        response = await off.post(URL, json={"user": "u1", "text": "hello", "channel": "sms"})
+        assert response.status == 404
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.execute(select(func.count()).select_from(Contact))).scalar() == 0
+    finally:
+        await engine.dispose()
 
 
 async def every_stored_value(database_url: str) -> bytes:

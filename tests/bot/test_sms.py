@@ -3,8 +3,10 @@ with twilio's real async client against the fake Twilio API on loopback."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -84,6 +86,27 @@ async def test_forged_and_unsigned_requests_are_refused_and_store_nothing(
     response = await client.post("/webhooks/twilio/status", data={"MessageSid": "SM1"})
     assert response.status == 403
     assert await count(services, Contact) == 0
+
+
+async def test_a_signed_form_that_is_not_utf8_is_refused_quietly(
+    client: TestClient, services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    form = {"From": PERSON, "To": SENDER, "Body": "café", "MessageSid": "SM1"}
+    latin1 = urlencode(form).replace("%C3%A9", "é").encode("latin-1")  # é as one byte, E9
+    for path, body, content_type in (
+        ("/webhooks/twilio/sms", latin1, "application/x-www-form-urlencoded"),
+        ("/webhooks/twilio/status", b"MessageSid=SM1&MessageStatus=d\xe9livr\xe9",
+         "application/x-www-form-urlencoded"),
+        ("/webhooks/twilio/sms", urlencode(form).encode(),
+         "application/x-www-form-urlencoded; charset=no-such-charset"),
+    ):
+        response = await client.post(path, data=body, headers={
+            **signed(path, form), "Content-Type": content_type})
+        assert response.status == 400, path
+        assert await response.text() == "the form cannot be read"
+    assert await count(services, Contact) == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
 
 
 async def test_a_conversation_in_the_language_of_the_number(
@@ -301,3 +324,41 @@ def test_numbers_are_normalised_to_e164_with_their_country() -> None:
 def test_twilio_settings_fail_closed(tmp_path: Path, env: dict, message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings.from_env({"DATA_DIR": str(tmp_path), **env})
+
+
+async def test_a_step_that_raises_answers_200_and_the_person_gets_an_apology(
+    client: TestClient, services: Services, sender: SenderLoop, fake: tuple[FakeTwilio, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Twilio does not retry a 500: a bug must not cost the message, nor leave the person in
+    silence."""
+    from flows.engine import Step
+
+    steps = services.engine._registry.flows["welcome"].steps
+
+    async def broken(ctx: object, answer: object) -> object:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(steps, "language", Step(steps["language"].prompt, broken))  # type: ignore[index, arg-type]
+    assert await text_in(client, "Русский", "SM-bug") == 200
+    await sender.run_once()
+    [body] = fake[0].bodies(PERSON)
+    assert "112" in body  # Kazakhstan's numbers, with the apology and the menu
+
+
+async def test_a_database_failure_is_retried_before_twilio_is_answered(
+    client: TestClient, services: Services, sender: SenderLoop, fake: tuple[FakeTwilio, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real, failures = services.engine._turns.run, [ConnectionError("database restarting")]
+
+    async def failing_once(*args: object, **kwargs: object) -> object:
+        if failures:
+            raise failures.pop()
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(services.engine._turns, "run", failing_once)
+    assert await text_in(client, "hello", "SM-db") == 200
+    assert failures == []
+    await sender.run_once()
+    assert len(fake[0].bodies(PERSON)) == 1

@@ -68,26 +68,25 @@ async def test_an_sms_conversation_through_a_real_process(
 
 
 async def test_replies_to_people_are_claimed_before_bulk(database_url: str) -> None:
+    from storage.outbox import outbox_rows
     from storage.records import OutgoingReply
-    import json
 
     engine = create_engine(database_url)
     vault = Vault(bytes(32))
     now = datetime.now(timezone.utc)
     try:
         def row(priority: int, minutes_ago: int, text: str) -> dict:
-            return {"contact_id": None, "channel": "sms", "address_hash": vault.keyed_hash(text),
-                    "address_enc": vault.encrypt("+15005550001"),
-                    "payload_enc": vault.encrypt(json.dumps(OutgoingReply(text).to_json())),
-                    "priority": priority, "status": "queued", "attempts": 0,
-                    "erase_after_send": False, "created_at": now,
-                    "next_attempt_at": now - timedelta(minutes=minutes_ago)}
+            [built] = outbox_rows(vault, channel="sms", address="+15005550001",
+                                  address_hash=vault.keyed_hash(text),
+                                  replies=[OutgoingReply(text)], now=now, priority=priority,
+                                  contact_id=None)
+            return {**built, "next_attempt_at": now - timedelta(minutes=minutes_ago)}
 
         async with engine.begin() as conn:
             await conn.execute(insert(OutboxItem), [
                 row(10, 30, "bulk, oldest"), row(10, 20, "bulk"), row(0, 1, "reply, newest"),
                 row(0, 5, "reply")])
-        claimed = await Sender(engine, vault).claim(["sms"], now, 2, timedelta(minutes=1))
-        assert {c.reply.text for c in claimed} == {"reply", "reply, newest"}
+        claim = await Sender(engine, vault).claim(["sms"], now, 2, timedelta(minutes=1), "t")
+        assert {c.reply.text for c in claim.rows} == {"reply", "reply, newest"}
     finally:
         await engine.dispose()

@@ -4,6 +4,7 @@ API on loopback, long polling and webhook, and a worker killed in the middle of 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -13,12 +14,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from bot.services import Services
 from flows.engine import Inbound
 from flows.i18n import translator
 from storage.crypto import new_master_key, parse_master_key
+from storage.db import create_engine
 from storage.models import OutboxItem
 from tests.conftest import make_settings, until
 from tests.fakes.telegram import FakeTelegram, callback_update, message_update
@@ -41,7 +43,7 @@ def env(tmp_path: Path, database_url: str, fake: tuple[FakeTelegram, str]) -> di
     telegram, base = fake
     return {**os.environ, "DATA_DIR": str(tmp_path / "var"), "DATABASE_URL": database_url,
             "HOTLINE_SECRET_KEY": new_master_key(), "TELEGRAM_BOT_TOKEN": telegram.token,
-            "TELEGRAM_API_BASE": base, "PYTHONUNBUFFERED": "1"}
+            "TELEGRAM_API_BASE": base, "PYTHONUNBUFFERED": "1", "WORKER_PORT": "0"}
 
 
 async def start(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
@@ -108,6 +110,77 @@ async def test_a_conversation_over_long_polling(
     assert "987654321" not in log and "SOS" not in log  # no chat id, no text in the log
 
 
+def polls(requests: list[tuple[str, dict[str, object]]]) -> list[int]:
+    """The offset of each getUpdates among these requests (0: none)."""
+    return [int(str(params.get("offset") or 0)) for method, params in requests
+            if method == "getUpdates"]
+
+
+async def test_long_polling_answers_a_turn_the_database_refused_once_it_is_back(
+    env: dict[str, str], fake: tuple[FakeTelegram, str], database_url: str
+) -> None:
+    """The database fails the turn (its messages table is gone for a while): the update is
+    not confirmed to Telegram, comes back, and is answered once the database is back."""
+    telegram, _ = fake
+    await migrate(env)
+    db = create_engine(database_url)
+
+    async def rename(old: str, new: str) -> None:
+        async with db.begin() as conn:
+            await conn.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
+
+    process = await start("run", "--port", str(free_port()), env=env)
+    chat, restored = 987654321, True
+    try:
+        telegram.push_update("message", message_update(chat, 1, "/start", language_code="ru"))
+        await until(lambda: len(telegram.texts(chat)) == 1)
+        await rename("messages", "messages_away")
+        restored = False
+        asked = len(telegram.requests)
+        sos = telegram.push_update("message", message_update(chat, 2, "SOS"))
+        # The first poll after the push brought SOS and its turn failed, or there would be no
+        # second.
+        await until(lambda: len(polls(telegram.requests[asked:])) >= 2)
+        before_commit = polls(telegram.requests)
+        await rename("messages_away", "messages")
+        restored = True
+        await until(lambda: len(telegram.texts(chat)) == 2)
+        assert "112" in telegram.texts(chat)[1]
+        telegram.push_update("callback_query", callback_update(chat, "q1", "ky"))
+        await until(lambda: len(telegram.texts(chat)) == 3)
+        after_commit = polls(telegram.requests)[len(before_commit):]
+    finally:
+        if not restored:
+            await rename("messages_away", "messages")
+        await db.dispose()
+        log = await stop(process)
+    assert max(before_commit) == sos  # SOS was never confirmed while its turn failed
+    assert sos + 1 in after_commit
+    assert len(telegram.texts(chat)) == 3  # SOS was answered once
+    assert "telegram update not processed (OperationalError)" in log or (
+        "telegram update not processed (ProgrammingError)" in log)
+    assert "Traceback" not in log and "987654321" not in log and "SOS" not in log
+
+
+async def test_long_polling_waits_out_a_conflict_and_carries_on(
+    env: dict[str, str], fake: tuple[FakeTelegram, str]
+) -> None:
+    """Telegram answers 409 while another process polls with the same token: logged by its
+    kind, backed off, and polling resumes when it ends."""
+    telegram, _ = fake
+    telegram.fail_next("getUpdates", 409, "Conflict: terminated by other getUpdates request",
+                       times=2)
+    await migrate(env)
+    process = await start("run", "--port", str(free_port()), env=env)
+    try:
+        telegram.push_update("message", message_update(987654321, 1, "/start"))
+        await until(lambda: len(telegram.texts(987654321)) == 1)
+    finally:
+        log = await stop(process)
+    assert process.returncode == 0
+    assert log.count("(TelegramConflictError)") == 2 and "terminated by other" not in log
+
+
 async def test_the_webhook_with_a_correct_and_a_forged_secret(
     env: dict[str, str], fake: tuple[FakeTelegram, str]
 ) -> None:
@@ -128,6 +201,11 @@ async def test_the_webhook_with_a_correct_and_a_forged_secret(
             async with http.post(url, json=update, headers={
                     "X-Telegram-Bot-Api-Secret-Token": "forged-secret-0000000"}) as response:
                 assert response.status == 401
+            assert await post_raw(port, b"X-Telegram-Bot-Api-Secret-Token: \xe9\r\n",
+                                  json.dumps(update).encode()) == 401
+            async with http.post(url, data=b'{"update_id": 1, "message": {', headers={
+                    "X-Telegram-Bot-Api-Secret-Token": SECRET}) as response:
+                assert response.status == 400
             for _ in range(2):  # Telegram redelivers when it saw no answer
                 async with http.post(url, json=update, headers={
                         "X-Telegram-Bot-Api-Secret-Token": SECRET}) as response:
@@ -136,7 +214,21 @@ async def test_the_webhook_with_a_correct_and_a_forged_secret(
         await asyncio.sleep(0.5)
         assert len(telegram.texts(55)) == 1
     finally:
-        await stop(process)
+        log = await stop(process)
+    assert "Traceback" not in log  # the non-ASCII secret and the broken body were expected
+
+
+async def post_raw(port: int, headers: bytes, body: bytes) -> int:
+    """A request written byte by byte: HTTP clients send only ASCII headers; anyone can send
+    others."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /webhooks/telegram HTTP/1.1\r\nHost: hotline\r\nConnection: close\r\n"
+                 b"Content-Type: application/json\r\n" + headers
+                 + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    status = await reader.readline()
+    writer.close()
+    await writer.wait_closed()
+    return int(status.split()[1])
 
 
 async def test_a_webhook_without_a_secret_refuses_to_start(env: dict[str, str]) -> None:
@@ -202,6 +294,7 @@ async def test_two_workers_share_the_limit_and_send_everything_once(
 
     from sqlalchemy import insert
 
+    from storage.outbox import outbox_rows
     from storage.records import OutgoingReply
     if not database_url.startswith("postgresql"):
         pytest.skip("the issue asks this of PostgreSQL (SKIP LOCKED); SQLite has one writer")
@@ -215,21 +308,18 @@ async def test_two_workers_share_the_limit_and_send_everything_once(
     try:
         async with services.db.begin() as conn:
             await conn.execute(OutboxItem.__table__.delete())
-            await conn.execute(insert(OutboxItem), [{
-                "contact_id": None, "channel": "telegram",
-                "address_hash": services.vault.keyed_hash("telegram", str(1 + i % chats)),
-                "address_enc": services.vault.encrypt(str(1 + i % chats)),
-                "payload_enc": services.vault.encrypt(json.dumps(
-                    OutgoingReply(f"message {i}").to_json())),
-                "priority": 10, "status": "queued", "attempts": 0,
-                "erase_after_send": False, "created_at": now, "next_attempt_at": now,
-            } for i in range(rows)])
+            await conn.execute(insert(OutboxItem), [
+                row for i in range(rows) for row in outbox_rows(
+                    services.vault, channel="telegram", address=str(1 + i % chats),
+                    address_hash=services.vault.keyed_hash("telegram", str(1 + i % chats)),
+                    replies=[OutgoingReply(f"message {i}")], now=now, priority=10,
+                    contact_id=None)])
         env = {**os.environ, "DATA_DIR": str(tmp_path / "var"), "DATABASE_URL": database_url,
                "HOTLINE_SECRET_KEY": key, "TELEGRAM_BOT_TOKEN": telegram.token,
-               "TELEGRAM_API_BASE": base, "TELEGRAM_RATE_PER_SECOND": "200"}
+               "TELEGRAM_API_BASE": base, "TELEGRAM_RATE_PER_SECOND": "200", "WORKER_PORT": "0"}
         workers = [await start("worker", env=env) for _ in range(2)]
         try:
-            await until(lambda: len(telegram.sent) >= rows, seconds=120)
+            await until(lambda: len(telegram.sent) >= rows, seconds=300)
         finally:
             for worker in workers:
                 await stop(worker)

@@ -35,6 +35,10 @@ class FakeTelegram:
     # Refuse every Nth sendMessage with a 429 whatever the rate, as Telegram's flood control
     # does when it lowers a bot's limit: a pause our schedule could not foresee.
     throttle_every: int = 0
+    # Telegram's documented limit is per second, not on average: with `window_limit` set, the
+    # bot may have at most that many messages accepted in any one-second window (sliding), and
+    # the next is refused with a 429 (instead of the token bucket above).
+    window_limit: int = 0
     sent: list[SentMessage] = field(default_factory=list)
     blocked: set[int] = field(default_factory=set)
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -55,6 +59,7 @@ class FakeTelegram:
         self._send_count = 0
         self._tokens = self.per_second
         self._bucket_at = time.monotonic()
+        self._window: deque[float] = deque()
 
     # --- scripting ----------------------------------------------------------------------------
 
@@ -178,6 +183,14 @@ class FakeTelegram:
             chat.popleft()
         if len(chat) >= self.per_chat_per_second + 1:
             return "chat"
+        if self.window_limit:
+            while self._window and self._window[0] <= now - 1.0:
+                self._window.popleft()
+            if len(self._window) >= self.window_limit:
+                return "bot"
+            self._window.append(now)
+            chat.append(now)
+            return None
         elapsed = now - self._bucket_at
         self._tokens = min(self.per_second, self._tokens + elapsed * self.per_second)
         self._bucket_at = now

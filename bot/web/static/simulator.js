@@ -14,6 +14,10 @@ $("language-label").textContent = s.language;
 $("restart").textContent = s.restart;
 $("text").placeholder = s.placeholder;
 $("send").textContent = s.send;
+if (config.live) {
+  $("live").textContent = s.live;
+  $("live").hidden = false;
+}
 for (const lang of config.languages) {
   const option = new Option(lang.name, lang.code, false, lang.code === config.locale);
   $("language").add(option);
