@@ -51,7 +51,10 @@ ifeq ($(CHROMIUM),)
 	else echo "chromium is missing: run 'sudo apt-get install chromium' for the browser tests"; exit 1; fi
 endif
 
+# Lint and type-check first (settings in pyproject.toml), then the suite.
 test: $(STAMP) i18n-compile chromium
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 clean:

@@ -40,16 +40,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import aiohttp  # noqa: E402
-from aiohttp import web  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
-from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
+import aiohttp
+from aiohttp import web
+from scratch import scratch_databases
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from scratch import scratch_databases  # noqa: E402  (bench/ is on the path when run)
-from storage.crypto import new_master_key  # noqa: E402
-from storage.db import create_engine  # noqa: E402
-from storage.models import OutboxItem  # noqa: E402
-from tests.fakes.telegram import FakeTelegram, message_update  # noqa: E402
+from storage.crypto import new_master_key
+from storage.db import create_engine
+from storage.models import OutboxItem
+from tests.fakes.telegram import FakeTelegram, message_update
 
 HOTLINE = str(Path(sys.executable).with_name("hotline"))
 TOKEN = "123456:CHAOS-BENCH"
@@ -480,7 +480,7 @@ def _report(database: str, roles: list[Role], args: argparse.Namespace, seed: in
         if _common(got, posted) < min(len(got), len(posted)):
             out_of_order += 1
         times = {k: [at for kind, at in received[chat.chat_id] if kind == k] for k in KINDS}
-        for kind, first in zip(chat.kinds, chat.posted):
+        for kind, first in zip(chat.kinds, chat.posted, strict=False):
             later = bisect.bisect_right(times[kind], first)
             if later < len(times[kind]):
                 answered.append((first, times[kind][later]))

@@ -31,21 +31,20 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import aiohttp  # noqa: E402
-from aiogram import Bot, Dispatcher, F, Router  # noqa: E402
-from aiogram.filters import CommandStart  # noqa: E402
-from aiogram.fsm.context import FSMContext  # noqa: E402
-from aiogram.fsm.state import State, StatesGroup  # noqa: E402
-from aiogram.fsm.storage.memory import MemoryStorage  # noqa: E402
-from aiogram.types import Message  # noqa: E402
-from aiohttp import web  # noqa: E402
-from sqlalchemy import event  # noqa: E402
+import aiohttp
+from aiogram import Bot, Dispatcher, F, Router
+from aiogram.filters import CommandStart
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.types import Message
+from aiohttp import web
+from scratch import scratch_databases
+from sqlalchemy import event
 
-from bot.services import Services  # noqa: E402
-from bot.settings import Settings  # noqa: E402
-from bot.web.app import create_app  # noqa: E402
-
-from scratch import scratch_databases  # noqa: E402  (bench/ is on the path when run)
+from bot.services import Services
+from bot.settings import Settings
+from bot.web.app import create_app
 
 WELCOME = ["hi", "1", "1", "ES"]
 LOOP = ["2", "5", "1", "2", "1", "ru", "2", "5"]  # settings, menu, emergency, language...

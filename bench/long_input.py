@@ -19,7 +19,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -62,8 +61,9 @@ def shapes(chars: int) -> dict[str, str]:
 async def one_turn_cpu(services: Services, path: list[str], text: str) -> float:
     simulator = Simulator(services.engine, services.turns, services.outbox)
     user = f"bench-{uuid.uuid4().hex[:8]}"
-    send: Callable[[str], SimulatorMessage] = lambda body: SimulatorMessage(
-        user=user, style="sms", text=body, message_id=str(uuid.uuid4()))
+    def send(body: str) -> SimulatorMessage:
+        return SimulatorMessage(user=user, style="sms", text=body, message_id=str(uuid.uuid4()))
+
     for body in path:
         await simulator.exchange(send(body))
     started = time.process_time()

@@ -20,32 +20,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing
 import os
 import platform
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aiohttp import web  # noqa: E402
-from sqlalchemy import func, insert, select  # noqa: E402
+from aiohttp import web
+from scratch import scratch_databases
+from sqlalchemy import func, insert, select
 
-from bot.sender import SenderLoop  # noqa: E402
-from bot.services import Services  # noqa: E402
-from bot.settings import Settings  # noqa: E402
-
-from scratch import scratch_databases  # noqa: E402  (bench/ is on the path when run)
-from storage.models import OutboxItem  # noqa: E402
-from storage.outbox import outbox_rows  # noqa: E402
-from storage.records import OutgoingReply  # noqa: E402
-from tests.fakes.telegram import FakeTelegram  # noqa: E402
-from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio  # noqa: E402
+from bot.sender import SenderLoop
+from bot.services import Services
+from bot.settings import Settings
+from storage.models import OutboxItem
+from storage.outbox import outbox_rows
+from storage.records import OutgoingReply
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 TOKEN = "123456:BENCH-TOKEN"
 SMS_FROM = "+15005550006"
@@ -74,7 +72,7 @@ def serve_fake(enforce: bool, ready: Any, stop: Any, kind: str = "telegram",
 
 
 async def fill(services: Services, count: int, chats: int, channel: str = "telegram") -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     reply = OutgoingReply("Main menu. What do you need?", (("emergency", "Emergency numbers"),
                                                            ("settings", "Settings")))
     rows = []

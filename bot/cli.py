@@ -9,7 +9,6 @@ import os
 import signal
 import sys
 import uuid
-from datetime import timedelta
 
 from aiohttp import web
 

@@ -23,7 +23,7 @@ import random
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from bot.channels.base import ChannelClient, Failed, Result, Retry, Sent
@@ -60,7 +60,7 @@ class SenderLoop:
         lease: timedelta = timedelta(minutes=2),
         max_attempts: int = 6,
         idle_wait: float = 0.2,
-        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: SendObserver | None = None,
         purge_every: float = 60.0,
     ) -> None:

@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from storage.crypto import KeyError_, new_master_key, parse_master_key
 from storage.db import normalise_url, private_directory
@@ -101,7 +102,7 @@ _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
 _BOT_TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]{5,}$")
 
 
-def _telegram(env: Mapping[str, str]) -> dict[str, object]:
+def _telegram(env: Mapping[str, str]) -> dict[str, Any]:
     public = (env.get("PUBLIC_BASE_URL") or "").rstrip("/") or None
     if public and not re.match(r"^https?://[^/\s]+", public):
         raise SettingsError(f"PUBLIC_BASE_URL must be an http(s) URL, not {public!r}")
@@ -132,7 +133,7 @@ def _telegram(env: Mapping[str, str]) -> dict[str, object]:
     }
 
 
-def _twilio(env: Mapping[str, str]) -> dict[str, object]:
+def _twilio(env: Mapping[str, str]) -> dict[str, Any]:
     sid = env.get("TWILIO_ACCOUNT_SID") or None
     token = env.get("TWILIO_AUTH_TOKEN") or None
     sender = env.get("TWILIO_FROM") or None

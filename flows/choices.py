@@ -40,7 +40,8 @@ def match(options: Sequence[Option], text: str | None, choice: str | None) -> st
         return exact[0]
     if len(key) < 4:  # too short to guess from
         return None
-    scored = sorted(((_typo_score(key, keys), option_id) for option_id, keys in keyed if keys), reverse=True)
+    scored = sorted(((_typo_score(key, keys), option_id) for option_id, keys in keyed if keys),
+                    reverse=True)
     if scored and scored[0][0] >= _TYPO_RATIO and (len(scored) == 1 or scored[1][0] < scored[0][0]):
         return scored[0][1]
     return None

@@ -15,7 +15,7 @@ import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from flows.choices import Option, match
@@ -284,7 +284,7 @@ class Engine:
         settings: FlowSettings = FlowSettings(),
         idle_after: timedelta = timedelta(hours=24),
         max_misses: int = 3,
-        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         observer: TurnObserver | None = None,
     ) -> None:
         self._turns = turns
@@ -425,7 +425,8 @@ class Engine:
             state.data.pop("_misses", None)
             return current, await self._registry.lost(ctx)
         state.data["_misses"] = misses
-        hint = ctx.t(N_("Sorry, I did not understand. Please reply with a number from 1 to {count}."))
+        hint = ctx.t(N_(
+            "Sorry, I did not understand. Please reply with a number from 1 to {count}."))
         return current, Outcome(say=[hint.format(count=len(prompt.options))], reprompt=True)
 
     def _keyword(self, text: str, choice: str | None) -> Keyword | None:

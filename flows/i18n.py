@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from babel import Locale
@@ -42,14 +42,14 @@ class Translator:
         return self._t.ngettext(singular, plural, n)
 
     def pgettext(self, context: str, message: str) -> str:
-        return self._t.pgettext(context, message)
+        return str(self._t.pgettext(context, message))
 
     @property
     def language_name(self) -> str:
         return str(Locale.parse(self.locale).get_display_name(self.locale))
 
 
-@lru_cache(maxsize=None)
+@cache
 def translator(locale: str, locales_dir: Path = LOCALES_DIR) -> Translator:
     if locale not in SHIPPED:
         locale = DEFAULT_LOCALE

@@ -56,4 +56,5 @@ async def on_lost(ctx: Context) -> Outcome:
     return Outcome(goto=LOST)
 
 
-FLOW = Flow("menu", {"main": Step(main_prompt, main_chosen), "lost": Step(lost_prompt, lost_chosen)})
+FLOW = Flow("menu", {"main": Step(main_prompt, main_chosen),
+                     "lost": Step(lost_prompt, lost_chosen)})

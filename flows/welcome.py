@@ -8,7 +8,7 @@ from babel import Locale
 
 from flows.choices import Option
 from flows.emergency import country_name, directory
-from flows.engine import Answer, Context, Flow, Outcome, Prompt, Step, StepRef
+from flows.engine import Answer, Context, Flow, Long, Outcome, Prompt, Step, StepRef
 from flows.i18n import N_, SHIPPED, language_name, translator
 
 HOME = ("menu", "main")
@@ -42,11 +42,12 @@ def country_options(ctx: Context) -> tuple[Option, ...]:
 @lru_cache(maxsize=len(SHIPPED))
 def _country_options(locale: str) -> tuple[Option, ...]:
     codes = sorted(directory().countries, key=lambda c: country_name(c, locale))
-    return tuple(
-        Option(code, country_name(code, locale),
-               (code, *sorted({country_name(code, other) for other in SHIPPED})))
-        for code in codes
-    ) + (Option("none", translator(locale)(N_("Another country / skip"))),)
+    return (
+        *(Option(code, country_name(code, locale),
+                 (code, *sorted({country_name(code, other) for other in SHIPPED})))
+          for code in codes),
+        Option("none", translator(locale)(N_("Another country / skip"))),
+    )
 
 
 async def language_prompt(ctx: Context) -> Prompt:
@@ -79,7 +80,7 @@ async def safety_prompt(ctx: Context) -> Prompt:
 async def safety_answered(ctx: Context, answer: Answer) -> Outcome:
     t = ctx.t
     ctx.profile.safe_to_text = answer.choice == "yes"
-    say = []
+    say: list[str | Long] = []
     if answer.choice != "yes":
         say.append(
             t(N_("We will keep our messages short. Delete them after reading if someone else "

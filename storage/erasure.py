@@ -51,8 +51,8 @@ def holds_nothing_personal(table: str, why: str) -> None:
 
 def _load_registrations() -> None:
     # Each module registers the tables it owns when imported.
-    import storage.outbox  # noqa: F401
-    import storage.ratelimits  # noqa: F401
+    import storage.outbox
+    import storage.ratelimits
     import storage.turns  # noqa: F401
 
 

@@ -33,9 +33,9 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql import ColumnElement, Select
 
 from storage.crypto import Vault, bound
 from storage.erasure import Person, erases, purge_expired_keys
@@ -378,7 +378,7 @@ class Sender:
             await self.mark_contact_stopped(contact_id)
 
 
-def _due(channels: Sequence[str], now: datetime, limit: int) -> Select[tuple[int, str]]:
+def _due(channels: Sequence[str], now: datetime, limit: int) -> Select[int, str]:
     row, other = OutboxItem, aliased(OutboxItem)
     pending = ("queued", "sending")
 

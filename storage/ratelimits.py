@@ -135,6 +135,8 @@ class SharedSchedule:
         async with self._engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             driver = (await conn.get_raw_connection()).driver_connection
+            if driver is None:
+                raise ConnectionError("no database connection to listen on")
             announced: asyncio.Queue[str] = asyncio.Queue()
 
             def heard(_conn: object, _pid: int, _channel: str, payload: str) -> None:
@@ -149,7 +151,8 @@ class SharedSchedule:
                         payload = await asyncio.wait_for(announced.get(), 1.0)
                     except TimeoutError:
                         if driver.is_closed():
-                            raise ConnectionError("the pause listener lost its connection")
+                            raise ConnectionError(
+                                "the pause listener lost its connection") from None
                         continue
                     scope, until, length = payload.rsplit(" ", 2)
                     yield scope, float(until), float(length)

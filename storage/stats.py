@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -51,7 +51,7 @@ async def outbox_stats(engine: AsyncEngine, now: datetime) -> OutboxStats:
         oldest.setdefault(channel, 0.0)
         if status == "queued" and first is not None:
             if first.tzinfo is None:  # SQLite keeps the UTC time without its zone
-                first = first.replace(tzinfo=timezone.utc)
+                first = first.replace(tzinfo=UTC)
             oldest[channel] = max(0.0, (now - first).total_seconds())
     for channel in oldest:
         for status in OUTBOX_STATUSES:

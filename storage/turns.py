@@ -15,7 +15,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, delete, exists, func, insert, literal, select, text, update
@@ -157,7 +157,8 @@ class Turn:
             dialect_insert(Conversation)
             .from_select(
                 ["contact_id", "flow", "step", "data", "version", "updated_at"],
-                select(Contact.id, literal(None), literal(None), literal({}, Conversation.data.type),
+                select(Contact.id, literal(None), literal(None),
+                       literal({}, Conversation.data.type),
                        literal(0), literal(now, Conversation.updated_at.type))
                 .where(Contact.address_hash == self.address_hash),
             )
@@ -320,12 +321,11 @@ class Turns:
                 raise
         # After a lost race: lock the conversation, so this turn cannot lose again (a busy
         # contact would otherwise starve one process's retries).
-        async with self._engine.connect() as conn:
-            async with conn.begin():
-                turn = Turn(self._engine, self._vault, address_, address_hash, dedupe_key,
-                            redelivery_window=self._window, locked=conn)
-                await turn._load(now)
-                return None if turn.duplicate else await body(turn)
+        async with self._engine.connect() as conn, conn.begin():
+            turn = Turn(self._engine, self._vault, address_, address_hash, dedupe_key,
+                        redelivery_window=self._window, locked=conn)
+            await turn._load(now)
+            return None if turn.duplicate else await body(turn)
 
 
 # Built once: constructing statements costs more than running them on a warm connection.
@@ -393,5 +393,5 @@ SELECT (SELECT count(*) FROM state) AS applied,
 def _aware(value: datetime | None) -> datetime | None:
     # SQLite hands back naive datetimes for what we stored as UTC.
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value

@@ -143,4 +143,6 @@ def phone(services: Services) -> Phone:
 
 def database_file(url: str) -> Path | None:
     parsed = make_url(url)
-    return Path(parsed.database) if parsed.get_backend_name() == "sqlite" and parsed.database else None
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        return Path(parsed.database)
+    return None

@@ -7,7 +7,7 @@ queued reply for the person (which also delivers any left over by a crash) and m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bot.channels.render import RENDERERS, Rendered
 from flows.engine import Engine, Inbound
@@ -50,7 +50,7 @@ class Simulator:
             )
         )
         deliveries = await self._outbox.deliver_to_recipient(
-            CHANNEL, self._turns.address_hash(CHANNEL, message.user), datetime.now(timezone.utc)
+            CHANNEL, self._turns.address_hash(CHANNEL, message.user), datetime.now(UTC)
         )
         render = RENDERERS[message.style]
         return [render(d.reply) for d in deliveries]

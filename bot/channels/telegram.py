@@ -43,8 +43,8 @@ from bot.channels.render import render_telegram, split_text
 from flows.engine import Engine, Inbound
 from flows.i18n import N_, negotiate, translator
 from storage.outbox import Claimed, Sender
-from storage.records import OutgoingReply
 from storage.ratelimits import recipient_scope
+from storage.records import OutgoingReply
 
 CHANNEL = "telegram"
 MAX_TEXT = 4096  # characters of one message's text, after entity parsing
@@ -246,7 +246,7 @@ def has_event(update: Update) -> bool:
     """Whether the update carries an event aiogram knows. Fed one it does not know (a type newer
     than aiogram), aiogram warns with the whole update in the message, so it is not fed."""
     try:
-        update.event_type
+        _ = update.event_type
     except UpdateTypeLookupError:
         return False
     return True

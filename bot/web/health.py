@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -32,7 +32,7 @@ def routes(db: AsyncEngine, metrics: Metrics) -> list[web.RouteDef]:
     async def scrape(_request: web.Request) -> web.Response:
         try:
             async with asyncio.timeout(DATABASE_TIMEOUT):
-                stats = await outbox_stats(db, datetime.now(timezone.utc))
+                stats = await outbox_stats(db, datetime.now(UTC))
         except Exception as exc:  # the counters are still worth having; /healthz says why
             log.warning("metrics without the outbox: the database did not answer (%s)",
                         type(exc).__name__)

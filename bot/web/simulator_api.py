@@ -36,7 +36,8 @@ def parse(body: Any, max_text_chars: int) -> SimulatorMessage:
     if text is None and choice is None:
         raise BadRequest("send 'text' or 'choice'")
     language_code = body.get("language_code")
-    if language_code is not None and (not isinstance(language_code, str) or len(language_code) > 35):
+    if language_code is not None and (
+            not isinstance(language_code, str) or len(language_code) > 35):
         raise BadRequest("'language_code' must be a language tag such as 'ru' or 'uz-Latn'")
     return SimulatorMessage(
         user=str(user), style=style, text=text, choice=choice,

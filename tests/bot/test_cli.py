@@ -33,7 +33,8 @@ def env(tmp_path: Path, database_url: str) -> dict[str, str]:
             "HOTLINE_SECRET_KEY": new_master_key(), "PYTHONUNBUFFERED": "1"}
 
 
-def hotline(*args: str, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess:
+def hotline(*args: str, env: dict[str, str],
+            stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([HOTLINE, *args], env=env, input=stdin, capture_output=True,
                           text=True, timeout=60)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -43,7 +43,7 @@ class Clock:
         self.skip = timedelta()
 
     def __call__(self) -> datetime:
-        return datetime.now(timezone.utc) + self.skip
+        return datetime.now(UTC) + self.skip
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def sender_for(services: Services, clock: Clock, **options: object) -> SenderLoo
 async def queue(services: Services, chat: int, *texts: str) -> None:
     for text in texts:
         await services.outbox.enqueue("telegram", str(chat), [OutgoingReply(text)],
-                                      datetime.now(timezone.utc))
+                                      datetime.now(UTC))
 
 
 async def count(services: Services, model: type[Base], *where: object) -> int:
@@ -136,7 +136,7 @@ async def test_one_message_of_a_person_in_flight_across_workers_and_after_a_cras
 ) -> None:
     await queue(services, CHAT, "one", "two")
     await queue(services, CHAT + 1, "other person")
-    now, lease = datetime.now(timezone.utc), timedelta(seconds=1)
+    now, lease = datetime.now(UTC), timedelta(seconds=1)
     a = await services.sender.claim(["telegram"], now, 10, lease, "a" * 32)
     assert sorted(c.reply.text for c in a.rows) == ["one", "other person"]
     b = await services.sender.claim(["telegram"], now, 10, lease, "b" * 32)
@@ -262,7 +262,7 @@ async def test_a_redelivered_message_cannot_bring_an_erased_person_back(
         await talk(services, text, message_id)  # the provider redelivers
     assert await count(services, Contact) == 0 and await count(services, OutboxItem) == 0
     # The keys name nobody and expire with the redelivery window (24 hours).
-    await services.sender.purge(datetime.now(timezone.utc) + timedelta(hours=25))
+    await services.sender.purge(datetime.now(UTC) + timedelta(hours=25))
     assert await count(services, ErasedKey) == 0
     await talk(services, "hello again", "m4")  # a new message is a new conversation
     assert await count(services, Contact) == 1

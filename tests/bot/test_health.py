@@ -25,10 +25,15 @@ from flows.engine import Inbound
 from storage.crypto import parse_master_key
 from storage.db import create_engine, normalise_url
 from storage.migrate import head_revision, upgrade
+from tests.bot.test_telegram_processes import (  # fixtures too: env, fake
+    env,  # noqa: F401
+    free_port,
+    migrate,
+    start,
+    stop,
+)
 from tests.conftest import make_settings, until
 from tests.fakes.telegram import FakeTelegram
-from tests.bot.test_telegram_processes import (  # fixtures too: env, fake
-    env, fake, free_port, migrate, start, stop)  # noqa: F401
 
 
 @asynccontextmanager

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -99,7 +99,7 @@ async def test_outbox_stats_count_what_is_still_to_do(services: Services, phone:
                            .values(status="sending"))
         await conn.execute(update(OutboxItem).where(OutboxItem.id == ids[1])
                            .values(status="failed"))
-    later = datetime.now(timezone.utc) + timedelta(minutes=5)
+    later = datetime.now(UTC) + timedelta(minutes=5)
     stats = await outbox_stats(services.db, later)
     assert stats.rows == {("telegram", "queued"): 2, ("telegram", "sending"): 1,
                           ("telegram", "failed"): 1}  # the simulator's sent rows: history

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -14,9 +14,9 @@ from twilio.request_validator import RequestValidator
 
 from flows.i18n import translator
 from storage.crypto import Vault, new_master_key
+from storage.db import create_engine
 from storage.models import OutboxItem
 from storage.outbox import Sender
-from storage.db import create_engine
 from tests.bot.test_sms import fake  # noqa: F401  (the same fake Twilio fixture)
 from tests.bot.test_telegram_processes import free_port, migrate, serving, start, stop
 from tests.conftest import until
@@ -73,7 +73,7 @@ async def test_replies_to_people_are_claimed_before_bulk(database_url: str) -> N
 
     engine = create_engine(database_url)
     vault = Vault(bytes(32))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     try:
         def row(priority: int, minutes_ago: int, text: str) -> dict:
             [built] = outbox_rows(vault, channel="sms", address="+15005550001",

@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -37,7 +37,7 @@ class Clock:
 
     @property
     def now(self) -> datetime:
-        return datetime.now(timezone.utc) + self.skip
+        return datetime.now(UTC) + self.skip
 
     def __call__(self) -> datetime:
         return self.now
@@ -205,7 +205,7 @@ async def test_429_pauses_sending_and_the_message_goes_later(
     async with services.db.connect() as conn:
         row = (await conn.execute(select(OutboxItem.status, OutboxItem.next_attempt_at))).one()
     assert row.status == "queued"
-    due = row.next_attempt_at.replace(tzinfo=row.next_attempt_at.tzinfo or timezone.utc)
+    due = row.next_attempt_at.replace(tzinfo=row.next_attempt_at.tzinfo or UTC)
     assert timedelta(seconds=1) < due - clock.now <= timedelta(seconds=3)
     assert await sender.run_once() == 0  # not due yet
     clock.skip += timedelta(seconds=3)
@@ -370,7 +370,7 @@ async def test_a_pause_announced_by_one_worker_stops_another_mid_batch(
     follow = asyncio.create_task(planner_b.follow_pauses(halt))
     follow_late = follow
     try:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         await queue(b, [(chat, f"bulk {chat}") for chat in range(1, 11)], now)
         batch = asyncio.create_task(SenderLoop(b.sender, b.clients, planner=planner_b).run_once())
         await until(lambda: len(released) >= 2)  # B is mid-batch
@@ -428,8 +428,8 @@ async def queue(services: Services, messages: list[tuple[int, str]], now: dateti
     """Outbox rows as a bulk send would write them: (chat, text) each."""
     from storage.records import OutgoingReply
 
-    for chat, text in messages:
-        await services.outbox.enqueue("telegram", str(chat), [OutgoingReply(text)], now)
+    for chat, body in messages:
+        await services.outbox.enqueue("telegram", str(chat), [OutgoingReply(body)], now)
 
 
 async def test_a_long_reply_interrupted_midway_sends_only_the_rest_on_retry(

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC
 from pathlib import Path
 
 import aiohttp
@@ -242,7 +243,7 @@ async def test_a_webhook_without_a_secret_refuses_to_start(env: dict[str, str]) 
 async def test_a_worker_killed_mid_send_loses_nothing(
     env: dict[str, str], fake: tuple[FakeTelegram, str], database_url: str, tmp_path: Path
 ) -> None:
-    telegram, base = fake
+    telegram, _ = fake
     telegram.delay = 0.3  # slow answers: sends are in flight when the worker dies
     telegram.enforce_limits = False
     await migrate(env)
@@ -289,8 +290,7 @@ async def test_two_workers_share_the_limit_and_send_everything_once(
     """The issue's check: two worker processes on PostgreSQL drain 10,000 rows against a fake
     that enforces the bot's limit; every message arrives once and the limit is never exceeded
     (the fake would answer 429, or count a request inside a pause)."""
-    import json
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from sqlalchemy import insert
 
@@ -304,7 +304,7 @@ async def test_two_workers_share_the_limit_and_send_everything_once(
     services = Services.build(make_settings(database_url, tmp_path,
                                             secret_key=parse_master_key(key)))
     rows, chats = 10_000, 1_000
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     try:
         async with services.db.begin() as conn:
             await conn.execute(OutboxItem.__table__.delete())

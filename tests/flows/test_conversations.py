@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -239,7 +239,7 @@ async def test_a_second_process_continues_the_conversation(
 
 
 async def test_idle_conversations_restart_at_the_menu(services: Services) -> None:
-    now = [datetime(2026, 1, 1, tzinfo=timezone.utc)]
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
     services.engine = Engine(services.turns, standard_registry(), idle_after=timedelta(hours=1),
                              clock=lambda: now[0])
     phone = Phone(services)

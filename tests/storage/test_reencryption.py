@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -38,7 +38,7 @@ def test_stored_ciphertexts_are_bound_by_the_migration(tmp_path: Path) -> None:
 
 
 async def store_the_old_way(url: str, vault: Vault, address_hash: bytes) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     old = lambda value: _legacy_encrypt_v1(vault, value)  # noqa: E731
     engine = create_engine(url)
     async with engine.begin() as conn:
