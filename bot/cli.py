@@ -87,7 +87,8 @@ def _run(settings: Settings, host: str, port: int) -> int:
 
     try:
         web.run_app(app(), host=host, port=port, access_log=None,
-                    print=lambda _: log.info("simulator on http://%s:%s", host, port))
+                    print=lambda _: log.info("%s on http://%s:%s", "simulator" if
+                                             settings.simulator else "listening", host, port))
     except SettingsError as exc:
         print(f"hotline: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,10 +36,10 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    assert PG_URL, "only requested when TEST_DATABASE_URL is set"
-    server = normalise_url(PG_URL)
+@contextmanager
+def scratch_postgres(server_url: str, revision: str = "head") -> Iterator[str]:
+    """A database of its own on the server, migrated to `revision`, dropped afterwards."""
+    server = normalise_url(server_url)
     name = f"hotline_test_{uuid.uuid4().hex[:12]}"
 
     async def admin(sql: str) -> None:
@@ -49,9 +50,18 @@ def postgres_url() -> Iterator[str]:
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     url = server.set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    yield url
-    asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    try:
+        upgrade(url, revision)
+        yield url
+    finally:
+        asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    assert PG_URL, "only requested when TEST_DATABASE_URL is set"
+    with scratch_postgres(PG_URL) as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)
@@ -146,3 +156,16 @@ def database_file(url: str) -> Path | None:
     if parsed.get_backend_name() == "sqlite" and parsed.database:
         return Path(parsed.database)
     return None
+
+
+async def post_raw(host: str, port: int, path: str, headers: bytes, body: bytes) -> int:
+    """A request written byte by byte: HTTP clients send only ASCII headers; anyone on the
+    internet can send others."""
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: hotline\r\n"
+                 b"Connection: close\r\nContent-Type: application/json\r\n" + headers
+                 + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    status = await reader.readline()
+    writer.close()
+    await writer.wait_closed()
+    return int(status.split()[1])

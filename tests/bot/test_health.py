@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,23 +15,22 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import text
 
 from bot.services import Services
 from bot.web import health
 from bot.web.app import create_app
 from flows.engine import Inbound
 from storage.crypto import parse_master_key
-from storage.db import create_engine, normalise_url
 from storage.migrate import head_revision, upgrade
 from tests.bot.test_telegram_processes import (  # fixtures too: env, fake
     env,  # noqa: F401
+    fake,  # noqa: F401
     free_port,
     migrate,
     start,
     stop,
 )
-from tests.conftest import make_settings, until
+from tests.conftest import make_settings, scratch_postgres, until
 from tests.fakes.telegram import FakeTelegram
 
 
@@ -63,22 +61,8 @@ def behind_url(database_url: str, tmp_path: Path) -> Iterator[str]:
         upgrade(url, "0004")
         yield url
         return
-    server = normalise_url(database_url)
-    name = f"hotline_old_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        engine = create_engine(server, isolation_level="AUTOCOMMIT")
-        async with engine.connect() as conn:
-            await conn.execute(text(sql))
-        await engine.dispose()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url, "0004")
+    with scratch_postgres(database_url, "0004") as url:
         yield url
-    finally:
-        asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
 async def test_a_schema_behind_the_code_is_unhealthy(behind_url: str, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from flows.engine import Engine, Handled, Inbound
 from flows.i18n import translator
 from storage.models import Contact, OutboxItem, RateLimit
 from tests.conftest import make_settings, until
+from tests.conftest import post_raw as raw_request
 from tests.fakes.telegram import FakeTelegram, callback_update, message_update
 
 SECRET = "s3cret-token-for-tests-0123456789"
@@ -500,16 +501,7 @@ async def test_in_a_group_the_bot_only_says_to_write_privately(
 # --- inbound: acknowledged only after the turn committed --------------------------------------
 
 async def post_raw(client: TestClient, headers: bytes, body: bytes) -> int:
-    """A request written byte by byte: an HTTP client would not send a header that is not
-    ASCII, but anyone on the internet can."""
-    reader, writer = await asyncio.open_connection(client.host, client.port)
-    writer.write(b"POST /webhooks/telegram HTTP/1.1\r\nHost: hotline\r\nConnection: close\r\n"
-                 b"Content-Type: application/json\r\n" + headers
-                 + b"Content-Length: %d\r\n\r\n" % len(body) + body)
-    status = await reader.readline()
-    writer.close()
-    await writer.wait_closed()
-    return int(status.split()[1])
+    return await raw_request(client.host, client.port, "/webhooks/telegram", headers, body)
 
 
 async def rename_table(services: Services, old: str, new: str) -> None:

@@ -24,6 +24,7 @@ from storage.crypto import new_master_key, parse_master_key
 from storage.db import create_engine
 from storage.models import OutboxItem
 from tests.conftest import make_settings, until
+from tests.conftest import post_raw as raw_request
 from tests.fakes.telegram import FakeTelegram, callback_update, message_update
 
 HOTLINE = str(Path(sys.executable).with_name("hotline"))
@@ -220,16 +221,7 @@ async def test_the_webhook_with_a_correct_and_a_forged_secret(
 
 
 async def post_raw(port: int, headers: bytes, body: bytes) -> int:
-    """A request written byte by byte: HTTP clients send only ASCII headers; anyone can send
-    others."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"POST /webhooks/telegram HTTP/1.1\r\nHost: hotline\r\nConnection: close\r\n"
-                 b"Content-Type: application/json\r\n" + headers
-                 + b"Content-Length: %d\r\n\r\n" % len(body) + body)
-    status = await reader.readline()
-    writer.close()
-    await writer.wait_closed()
-    return int(status.split()[1])
+    return await raw_request("127.0.0.1", port, "/webhooks/telegram", headers, body)
 
 
 async def test_a_webhook_without_a_secret_refuses_to_start(env: dict[str, str]) -> None:
