@@ -109,26 +109,20 @@ async def run(database_url: str, count: int, chats: int, enforce: bool,
     services = Services.build(settings)
     await fill(services, count, chats, "telegram" if kind == "telegram" else "sms")
     started = time.perf_counter()
-    if workers == 1:
-        loop = SenderLoop(services.sender, services.clients, batch=500)
-        while await loop.run_once():
-            pass
-        while await _unsent(services):  # retried rows wait for their time
-            await loop.run_once() or await asyncio.sleep(0.05)
-    else:
-        # Each worker with its own engine and pool, as separate processes would have: what
-        # they share goes through the database (claims, the schedule, pauses).
-        others = [Services.build(settings) for _ in range(workers - 1)]
-        stop = asyncio.Event()
-        tasks = [asyncio.create_task(SenderLoop(s.sender, s.clients, batch=100,
-                                                idle_wait=0.05).run(stop))
-                 for s in (services, *others)]
-        while await _unsent(services):
-            await asyncio.sleep(0.1)
-        stop.set()
-        await asyncio.gather(*tasks)
-        for other in others:
-            await other.close()
+    # The production loop (`SenderLoop.run`), each worker with its own engine and pool, as
+    # separate processes would have: what they share goes through the database (claims, the
+    # schedule, pauses).
+    others = [Services.build(settings) for _ in range(workers - 1)]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(SenderLoop(s.sender, s.clients, batch=500 if workers == 1
+                                            else 100, idle_wait=0.05).run(stop))
+             for s in (services, *others)]
+    while await _unsent(services):
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.gather(*tasks)
+    for other in others:
+        await other.close()
     elapsed = time.perf_counter() - started
     await services.close()
     stop_send.send("stop")

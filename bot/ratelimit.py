@@ -25,6 +25,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
+from bot.coalesce import Coalesced
 from storage.ratelimits import SharedSchedule
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,9 @@ class SendPlanner:
         self._paused: dict[str, float] = {}
         self._began: dict[str, list[float]] = {}  # when each pause heard of began
         self.rebooked = 0  # sends that came late to their slot and booked another
+        # Sends that book again at the same moment (after a pause, or all late together when
+        # the worker was busy) share one reservation.
+        self._book_again = Coalesced(self._book_many)
 
     async def plan(self, sends: Sequence[tuple[int, Scopes, float]]) -> dict[int, float]:
         """`sends` are (id, scopes, cost) in sending order; returns each id's earliest time."""
@@ -88,7 +92,7 @@ class SendPlanner:
                 continue
             if self.voided(scopes, planned):
                 planned = self._clock()
-                at = (await self.plan([(0, scopes, cost)]))[0]
+                at = await self._book_again((scopes, cost))
                 continue
             delay = at - now
             if delay > 0:
@@ -101,7 +105,11 @@ class SendPlanner:
             rebooked_late = True
             self.rebooked += 1
             planned = self._clock()
-            at = (await self.plan([(0, scopes, cost)]))[0]
+            at = await self._book_again((scopes, cost))
+
+    async def _book_many(self, sends: list[tuple[Scopes, float]]) -> list[float]:
+        times = await self.plan([(i, scopes, cost) for i, (scopes, cost) in enumerate(sends)])
+        return [times[i] for i in range(len(sends))]
 
     def voided(self, scopes: Scopes, planned_at: float) -> bool:
         """Whether a pause on these scopes began after a send was planned at `planned_at`."""
