@@ -9,6 +9,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,20 @@ async def until(condition: Callable[[], bool], seconds: float = 30) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("timed out")
+
+
+class Clock:
+    """Real time, moved forward by what a test adds to `skip`."""
+
+    def __init__(self) -> None:
+        self.skip = timedelta()
+
+    @property
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.skip
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Settings:

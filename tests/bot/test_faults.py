@@ -30,20 +30,10 @@ from storage.models import (
     RateLimit,
 )
 from storage.records import OutgoingReply
-from tests.conftest import make_settings, until
+from tests.conftest import Clock, make_settings, until
 from tests.fakes.telegram import FakeTelegram
 
 CHAT = 5150
-
-
-class Clock:
-    """Real time, moved forward by what a test adds to `skip`."""
-
-    def __init__(self) -> None:
-        self.skip = timedelta()
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.skip
 
 
 @pytest.fixture

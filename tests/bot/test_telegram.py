@@ -22,26 +22,12 @@ from bot.services import Services
 from flows.engine import Engine, Handled, Inbound
 from flows.i18n import translator
 from storage.models import Contact, OutboxItem, RateLimit
-from tests.conftest import make_settings, until
+from tests.conftest import Clock, make_settings, until
 from tests.conftest import post_raw as raw_request
 from tests.fakes.telegram import FakeTelegram, callback_update, message_update
 
 SECRET = "s3cret-token-for-tests-0123456789"
 CHAT = 4242
-
-
-class Clock:
-    """Real time, moved forward by what a test adds to `skip`."""
-
-    def __init__(self) -> None:
-        self.skip = timedelta()
-
-    @property
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self.skip
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
