@@ -58,8 +58,6 @@ class DatabaseClock:
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.time(), UTC)
 
-    __call__ = now
-
     def _sync_soon(self) -> None:
         if self._syncing is not None and not self._syncing.done():
             return

@@ -119,9 +119,9 @@ class Outbox:
                            address_hash=address_hash, replies=replies, now=now,
                            priority=priority, contact_id=None, erase_after_send=erase_after_send)
         async with self._engine.begin() as conn:
-            if not erase_after_send:
-                rows = [{**row, "contact_id": await _contact_id(conn, address_hash)}
-                        for row in rows]
+            if not erase_after_send:  # linked to the contact, so erasing them finds the rows
+                contact_id = await _contact_id(conn, address_hash)
+                rows = [{**row, "contact_id": contact_id} for row in rows]
             return await insert_rows(conn, rows)
 
     async def deliver_to_recipient(

@@ -27,7 +27,6 @@ from storage.db import upsert_insert
 from storage.erasure import Person, erase_person, erases, holds_nothing_personal
 from storage.models import Contact, Conversation, ErasedKey, Message
 from storage.outbox import (
-    PRIORITY_BULK,
     PRIORITY_REPLY,
     address_blob,
     insert_rows,
@@ -37,7 +36,6 @@ from storage.outbox import (
 from storage.records import OutgoingReply, Profile, State
 
 T = TypeVar("T")
-__all__ = ["PRIORITY_BULK", "PRIORITY_REPLY", "Conflict", "Turn", "Turns"]
 
 
 @dataclass(frozen=True)
