@@ -61,7 +61,10 @@ POST_TIMEOUT = 10.0
 
 
 def reply_kind(text: str) -> str:
-    """Which message a reply answers: the help text, the emergency numbers, or neither."""
+    """Which message a reply answers: the help text, the emergency numbers, or neither (an
+    apology for a failed step also lists the numbers, but answers neither)."""
+    if "went wrong" in text:
+        return "apology"
     if "free and confidential helpline" in text:
         return "help"
     return "sos" if "112" in text else "other"
@@ -278,6 +281,7 @@ class Report:
     replies_sent_twice: int
     other_replies: int
     people_out_of_order: int
+    apologies: int  # replies saying a step failed: the kind of bug this run should not see
     outbox_resends: int
     outbox_by_status: dict[str, int]
     rate_limited_429: int
@@ -290,6 +294,7 @@ class Report:
     sending_resumed: list[float]
     round_trip_recovered: list[float]
     kill_log: list[dict[str, Any]]
+    disorder: list[dict[str, Any]]  # the people out of order: what they sent and got, when
 
 
 async def run(database: str, url: str, args: argparse.Namespace, seed: int) -> Report:
@@ -459,9 +464,12 @@ def _report(database: str, roles: list[Role], args: argparse.Namespace, seed: in
             log: dict[str, Any], by_status: dict[str, int], resends: int,
             tracebacks: int) -> Report:
     received: dict[int, list[tuple[str, float]]] = {c.chat_id: [] for c in chats}
-    other = 0
+    other = apologies = 0
+    disorder: list[dict[str, Any]] = []
     for chat_id, kind, at in log["sent"]:
-        if kind == "other":
+        if kind == "apology":
+            apologies += 1
+        if kind in ("other", "apology"):
             other += 1
         else:
             received.setdefault(chat_id, []).append((kind, at))
@@ -479,6 +487,10 @@ def _report(database: str, roles: list[Role], args: argparse.Namespace, seed: in
         twice += sum(max(0, n - Counter(posted)[k]) for k, n in have.items())
         if _common(got, posted) < min(len(got), len(posted)):
             out_of_order += 1
+            disorder.append({"chat": chat.chat_id, "posted": posted, "acked": chat.acked,
+                             "got": [(k, round(at - started, 3))
+                                     for k, at in received[chat.chat_id]],
+                             "posted_at": [round(p - started, 3) for p in chat.posted]})
         times = {k: [at for kind, at in received[chat.chat_id] if kind == k] for k in KINDS}
         for kind, first in zip(chat.kinds, chat.posted, strict=False):
             later = bisect.bisect_right(times[kind], first)
@@ -512,7 +524,7 @@ def _report(database: str, roles: list[Role], args: argparse.Namespace, seed: in
         replies_expected=acknowledged,
         replies_received=sum(len(r) for r in received.values()),
         replies_lost=lost, replies_sent_twice=twice, other_replies=other,
-        people_out_of_order=out_of_order,
+        people_out_of_order=out_of_order, apologies=apologies, disorder=disorder,
         outbox_resends=resends, outbox_by_status=by_status,
         rate_limited_429=int(log["rate_limited"]), requests_inside_pause=int(log["violations"]),
         kills=dict(Counter(k.role for k in kills)),
@@ -555,6 +567,7 @@ def print_report(r: Report) -> None:
         ("outbox resends (counted in-flight)", r.outbox_resends),
         ("other replies (neither sos nor help)", r.other_replies),
         ("people out of order", f"{r.people_out_of_order} of {r.people}"),
+        ("apologies (a step failed)", r.apologies),
         ("429s from the fake", r.rate_limited_429),
         ("requests inside a pause", r.requests_inside_pause),
         ("outbox at the end", statuses),
