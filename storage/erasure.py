@@ -83,3 +83,7 @@ async def purge_expired_keys(conn: AsyncConnection, now: datetime) -> None:
 holds_nothing_personal(
     "erased_keys", "keyed hashes of an erased person's last message ids, deleted after the "
                    "redelivery window; they name nobody and link to no other row")
+for _table in ("directory_organizations", "directory_services", "directory_coverage"):
+    holds_nothing_personal(
+        _table, "the directory of organisations (storage.directory): it names organisations "
+                "and their public lines, never a person who wrote to us")

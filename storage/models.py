@@ -18,6 +18,7 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -154,3 +155,50 @@ class ErasedKey(Base):
 
     dedupe_key: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class DirectoryOrganization(Base):
+    """An organisation of the directory (storage.directory): its whole Open Referral HSDS 3.0
+    record, full, nested and normalised (storage.hsds), kept as JSON so that what we do not
+    query still survives an export. Organisations, not people: nothing here is personal."""
+
+    __tablename__ = "directory_organizations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # the HSDS id, a UUID
+    name: Mapped[str] = mapped_column(Text)
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # sha256 of the record (and of the code's format version): an import that would write the
+    # same is "unchanged" without comparing records.
+    digest: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DirectoryService(Base):
+    """A service of a directory organisation, as the bot lists it: derived from the record on
+    every import, never edited by itself."""
+
+    __tablename__ = "directory_services"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("directory_organizations.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean)
+    open_24_7: Mapped[bool] = mapped_column(Boolean)
+    # {"country": [regions, or none for all of it]}
+    areas: Mapped[dict[str, Any]] = mapped_column(JSON)
+    listing: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class DirectoryCoverage(Base):
+    """The index the bot's question "who takes this kind of case in this country" reads: one
+    row per service, country it serves and kind of case it takes."""
+
+    __tablename__ = "directory_coverage"
+
+    country: Mapped[str] = mapped_column(String(2), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    service_id: Mapped[str] = mapped_column(
+        ForeignKey("directory_services.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
