@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from bot.channels.base import ChannelClient
 from bot.metrics import Metrics
@@ -17,6 +17,7 @@ from flows.standard import standard_registry
 from storage.clock import DatabaseClock
 from storage.crypto import Vault
 from storage.db import create_engine
+from storage.directory_snapshot import DirectorySnapshot
 from storage.outbox import PRIORITY_REPLY, Outbox, Sender
 from storage.records import OutgoingReply
 from storage.turns import Turns
@@ -47,6 +48,7 @@ class Services:
         metrics = Metrics()
         clock = DatabaseClock(db)
         turns = Turns(db, vault)
+        directory = DirectorySnapshot(async_sessionmaker(db, expire_on_commit=False))
         engine = Engine(
             turns,
             standard_registry(),
@@ -56,6 +58,7 @@ class Services:
             idle_after=timedelta(minutes=settings.idle_minutes),
             clock=clock.now,
             observer=metrics,
+            directory=directory,
         )
         sender = Sender(db, vault)
         clients: dict[str, ChannelClient] = {}

@@ -17,6 +17,8 @@ class Option:
     id: str
     label: str
     synonyms: tuple[str, ...] = ()
+    # Offered only where the short version of long content went out (SMS): "Full text".
+    sms_only: bool = False
 
     def keys(self) -> list[str]:
         return [k for k in (fold(self.label), *map(fold, self.synonyms)) if k]

@@ -12,17 +12,28 @@ import copy
 import logging
 import time
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Hashable,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flows.choices import Option, match
 from flows.i18n import N_, SHIPPED, Translator, negotiate, translator
 from flows.text import clean_input, fold
 from storage.records import OutgoingReply, Profile, State
 from storage.turns import Turn, Turns
+
+if TYPE_CHECKING:
+    from storage.directory import Listing
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +86,8 @@ class Outcome:
     # Where to go once the flow entered by `goto` is done (a deep link's destination, kept
     # while the welcome runs first); that flow reads it with `Context.then`.
     then: StepRef | None = None
+    # Data the step entered by `goto` starts with (entering another flow clears the data).
+    carry: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,26 @@ class FlowSettings:
 
     organisation: str = "Hotline"
     human_contact: str | None = None
+
+
+class Directory(Protocol):
+    """The organisations directory as flows read it: in memory, so a turn that shows
+    organisations costs no extra database trip. `fresh` reloads it when it is old, and is
+    awaited before a turn, never inside one."""
+
+    async def fresh(self) -> None: ...
+
+    def serving(self, country: str, kinds: Collection[str], *, limit: int = 5
+                ) -> Sequence[Listing]: ...
+
+
+class NoDirectory:
+    async def fresh(self) -> None:
+        pass
+
+    def serving(self, country: str, kinds: Collection[str], *, limit: int = 5
+                ) -> Sequence[Listing]:
+        return ()
 
 
 @dataclass
@@ -98,6 +131,7 @@ class Context:
     turn: Turn
     registry: Registry
     start_payload: str | None = None
+    directory: Directory = field(default_factory=NoDirectory)
 
     def word(self, keyword: str) -> str:
         """The first word that triggers a keyword in this contact's language, as texts
@@ -139,6 +173,7 @@ class Flow:
 
 
 Handler = Callable[[Context], Awaitable[Outcome]]  # what a keyword or a deep link does
+Understand = Callable[[Context, str], Awaitable[Outcome | None]]
 
 
 @dataclass(frozen=True)
@@ -180,8 +215,11 @@ class Registry:
         unsupported: Handler,
         deep_links: Mapping[str, Handler] | None = None,
         failed: Handler | None = None,
+        understand: Understand | None = None,
     ) -> None:
         self.flows = {f.name: f for f in flows}
+        # What free text a step did not understand may be about (a rights topic), or None.
+        self.understand = understand
         # What a person is told when a step raised (a bug): an apology, the emergency
         # numbers, and where they now are (the home step).
         self.failed = failed
@@ -286,8 +324,10 @@ class Engine:
         max_misses: int = 3,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         observer: TurnObserver | None = None,
+        directory: Directory | None = None,
     ) -> None:
         self._turns = turns
+        self._directory = directory or NoDirectory()
         self._registry = registry
         self._settings = settings
         self._idle_after = idle_after
@@ -306,6 +346,7 @@ class Engine:
         async def body(turn: Turn) -> Handled:
             return await self._run_turn(turn, inbound, now)
 
+        await self._directory.fresh()
         async with self._locks.hold((inbound.channel, inbound.address)):
             handled = await self._turns.run(
                 inbound.channel, inbound.address, inbound.message_id, now, body
@@ -353,6 +394,7 @@ class Engine:
             profile=profile, data=state.data, channel=inbound.channel, now=now,
             settings=self._settings, locale_hint=inbound.locale_hint, turn=turn,
             registry=self._registry, start_payload=inbound.start_payload,
+            directory=self._directory,
         )
         return profile, state, ctx
 
@@ -406,7 +448,8 @@ class Engine:
             prompt = await self._registry.step(entry).prompt(ctx)
             chosen = match(prompt.options, text, choice)
             if chosen is None:
-                return entry, Outcome(reprompt=True)
+                understood = await self._understand(ctx, entry, text)
+                return entry, understood or Outcome(reprompt=True)
             return entry, await self._registry.step(entry).handle(ctx, Answer(chosen, text))
 
         step = self._registry.step(current)
@@ -420,6 +463,10 @@ class Engine:
             if keyword is not None:  # e.g. "5. Main menu" typed as a number
                 return current, await keyword.handler(ctx)
             return current, await step.handle(ctx, Answer(chosen, text))
+        understood = await self._understand(ctx, current, text)
+        if understood is not None:
+            state.data.pop("_misses", None)
+            return current, understood
         misses = int(state.data.get("_misses", 0)) + 1
         if misses >= self._max_misses:
             state.data.pop("_misses", None)
@@ -428,6 +475,13 @@ class Engine:
         hint = ctx.t(N_(
             "Sorry, I did not understand. Please reply with a number from 1 to {count}."))
         return current, Outcome(say=[hint.format(count=len(prompt.options))], reprompt=True)
+
+    async def _understand(self, ctx: Context, at: StepRef, text: str) -> Outcome | None:
+        """Free text a step did not understand may still say what the person needs. Not in
+        the flow new contacts start with: its language and safety questions come first."""
+        if not text or self._registry.understand is None or at[0] == self._registry.start[0]:
+            return None
+        return await self._registry.understand(ctx, text)
 
     def _keyword(self, text: str, choice: str | None) -> Keyword | None:
         if choice is not None:
@@ -455,6 +509,8 @@ class Engine:
         if outcome.goto is not None:
             _enter(state, outcome.goto)
             shown = outcome.goto
+            if outcome.carry:
+                state.data.update(outcome.carry)
             if outcome.then is not None:
                 state.data["_then"] = list(outcome.then)
         elif outcome.reprompt and current is not None and not outcome.end:
@@ -472,12 +528,15 @@ class Engine:
             said, options = [Long(prompt.text, prompt.text)], prompt.options
         full = "\n\n".join(s.full for s in said)
         short = "\n\n".join(s.short for s in said)
+        shown_options = tuple((o.id, o.label) for o in options if not o.sms_only)
+        all_options = tuple((o.id, o.label) for o in options)
         return [
             OutgoingReply(
                 text=full,
-                options=tuple((o.id, o.label) for o in options),
+                options=shown_options,
                 rtl=ctx.t.rtl,
                 short=short if short != full else None,
+                short_options=all_options if all_options != shown_options else None,
             )
         ]
 

@@ -13,11 +13,12 @@ LOST = ("menu", "lost")
 
 async def main_prompt(ctx: Context) -> Prompt:
     t = ctx.t
-    # Only flows that exist are offered: later issues add rights, health and consultations.
+    # Only flows that exist are offered: later issues add health and consultations.
     return Prompt(
         t(N_("Main menu. What do you need?")),
         (
             Option("emergency", t(N_("Emergency numbers"))),
+            Option("rights", t(N_("Know your rights"))),
             Option("settings", t(N_("Settings"))),
         ),
     )
@@ -26,6 +27,8 @@ async def main_prompt(ctx: Context) -> Prompt:
 async def main_chosen(ctx: Context, answer: Answer) -> Outcome:
     if answer.choice == "emergency":
         return Outcome(say=[numbers_text(ctx)], reprompt=True)
+    if answer.choice == "rights":
+        return Outcome(goto=("rights", "country"))
     return Outcome(goto=("settings", "main"))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flows import menu, settings, welcome
+from flows import menu, rights, settings, welcome
 from flows.emergency import numbers_text, on_emergency
 from flows.engine import Context, Keyword, Long, Outcome, Registry
 from flows.i18n import N_, NP_
@@ -79,12 +79,13 @@ DEEP_LINKS = {
     "settings": on_settings,
     "language": on_language,
     "help": on_help,
+    "rights": rights.on_rights,
 }
 
 
 def standard_registry() -> Registry:
     return Registry(
-        [welcome.FLOW, menu.FLOW, settings.FLOW],
+        [welcome.FLOW, menu.FLOW, settings.FLOW, rights.FLOW],
         start=("welcome", "language"),
         home=menu.HOME,
         keywords=KEYWORDS,
@@ -93,4 +94,5 @@ def standard_registry() -> Registry:
         unsupported=on_unsupported,
         deep_links=DEEP_LINKS,
         failed=on_step_failed,
+        understand=rights.understand,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 
@@ -88,3 +89,35 @@ def key_number(key: str) -> int | None:
     if len(key) <= 4 and key.isdigit():
         return int(key)
     return None
+
+
+# GSM 03.38: the basic set costs one septet, the extension set two (escape + character).
+_GSM_BASIC = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM_EXTENDED = set("^{}\\[~]|€\f")
+
+
+def sms_segments(text: str) -> int:
+    """How many SMS a text takes: GSM-7 160 alone or 153 per part; otherwise UCS-2 70 alone or
+    67 per part, counted in UTF-16 units (an emoji is two). Cyrillic and Arabic are UCS-2."""
+    if all(c in _GSM_BASIC or c in _GSM_EXTENDED for c in text):
+        septets = sum(2 if c in _GSM_EXTENDED else 1 for c in text)
+        return 1 if septets <= 160 else math.ceil(septets / 153)
+    units = len(text.encode("utf-16-le")) // 2
+    return 1 if units <= 70 else math.ceil(units / 67)
+
+
+# Letters that look like GSM-7 ones but are not in it: one of them makes a whole SMS UCS-2,
+# which fits 67 characters a part instead of 153 (Twilio's "smart encoding" does the same).
+_GSM_LOOK_ALIKES = str.maketrans({
+    "—": "-", "–": "-", "‐": "-", "‑": "-", "−": "-", "‘": "'", "’": "'", "ʻ": "'", "ʼ": "'",
+    "“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "…": "...", "•": "-", "\u00a0": " ",
+    "\u202f": " ", "\u2009": " ",
+})
+
+
+def sms_text(text: str) -> str:
+    """A text as it goes by SMS: typographic punctuation as its GSM-7 look-alike."""
+    return text.translate(_GSM_LOOK_ALIKES)

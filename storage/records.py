@@ -39,11 +39,15 @@ class OutgoingReply:
     options: tuple[tuple[str, str], ...] = ()  # (id, label)
     rtl: bool = False
     short: str | None = None  # the same reply with long content in its short version (SMS)
+    # The choices offered with `short`, when they differ (e.g. "Full text" on SMS only).
+    short_options: tuple[tuple[str, str], ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = {"text": self.text, "options": [list(o) for o in self.options], "rtl": self.rtl}
         if self.short is not None:
             data["short"] = self.short
+        if self.short_options is not None:
+            data["short_options"] = [list(o) for o in self.short_options]
         return data
 
     @classmethod
@@ -53,4 +57,6 @@ class OutgoingReply:
             options=tuple((str(i), str(label)) for i, label in data.get("options", ())),
             rtl=bool(data.get("rtl", False)),
             short=data.get("short"),
+            short_options=None if data.get("short_options") is None else tuple(
+                (str(i), str(label)) for i, label in data["short_options"]),
         )

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+from flows.text import sms_text
 from storage.records import OutgoingReply
 
 RLM = "\u200f"  # RIGHT-TO-LEFT MARK
+LRM = "\u200e"  # LEFT-TO-RIGHT MARK
+# A phone number's groups ("1-888-373-7888", "22 628 01 20", "+7 925 115 50 47"): inside
+# right-to-left text the bidi algorithm lays the groups out right to left unless the number is
+# held between left-to-right marks.
+_NUMBER = re.compile(r"(?<![\w+])\+?\d+(?:[ \-]\d+)+(?!\w)")
 
 
 @dataclass(frozen=True)
@@ -21,16 +28,19 @@ def render_sms(reply: OutgoingReply) -> Rendered:
     version. No direction marks: Arabic phones lay out Arabic text by themselves, and old
     handsets show the marks as boxes."""
     lines = [reply.short if reply.short is not None else reply.text]
-    if reply.options:
-        lines.append("\n".join(f"{i}. {label}" for i, (_, label) in enumerate(reply.options, 1)))
-    return Rendered("\n\n".join(lines), (), reply.rtl)
+    options = reply.short_options if reply.short_options is not None else reply.options
+    if options:
+        lines.append("\n".join(f"{i}. {label}" for i, (_, label) in enumerate(options, 1)))
+    return Rendered(sms_text("\n\n".join(lines)), (), reply.rtl)
 
 
 def render_telegram(reply: OutgoingReply) -> Rendered:
     """Text with buttons. A right-to-left reply starts each line with a right-to-left mark so
-    that a line opening with a number or a Latin word still lays out right to left."""
+    that a line opening with a number or a Latin word still lays out right to left, and holds
+    each phone number between left-to-right marks so that its groups keep their order."""
     text = reply.text
     if reply.rtl:
+        text = _NUMBER.sub(lambda m: f"{LRM}{m.group(0)}{LRM}", text)
         text = "\n".join(RLM + line if line else line for line in text.split("\n"))
     return Rendered(text, reply.options, reply.rtl)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 from typing import Any
 
 import phonenumbers
@@ -23,6 +22,7 @@ from twilio.rest import Client
 from bot.channels.base import Failed, Result, Retry, Sent
 from bot.channels.render import render_sms, split_text
 from flows.engine import Engine, Inbound
+from flows.text import sms_segments
 from storage.outbox import Claimed, Sender
 
 CHANNEL = "sms"
@@ -34,24 +34,6 @@ TWILIO_API = "https://api.twilio.com"
 log = logging.getLogger(__name__)
 _quiet = logging.getLogger("hotline.twilio")  # twilio logs every request at INFO otherwise
 _quiet.setLevel(logging.WARNING)
-
-# GSM 03.38: the basic set costs one septet, the extension set two (escape + character).
-_GSM_BASIC = set(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-_GSM_EXTENDED = set("^{}\\[~]|€\f")
-
-
-def sms_segments(text: str) -> int:
-    """How many SMS a text takes: GSM-7 160 alone or 153 per part; otherwise UCS-2 70 alone or
-    67 per part, counted in UTF-16 units (an emoji is two). Cyrillic and Arabic are UCS-2."""
-    if all(c in _GSM_BASIC or c in _GSM_EXTENDED for c in text):
-        septets = sum(2 if c in _GSM_EXTENDED else 1 for c in text)
-        return 1 if septets <= 160 else math.ceil(septets / 153)
-    units = len(text.encode("utf-16-le")) // 2
-    return 1 if units <= 70 else math.ceil(units / 67)
-
 
 def normalise_number(raw: str) -> tuple[str, str | None] | None:
     """'+7 (701) 123-45-67' -> ('+77011234567', 'KZ'); None if it is not a valid number."""

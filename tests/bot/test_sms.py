@@ -14,11 +14,12 @@ from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
 from bot.channels.base import Retry, Sent
-from bot.channels.sms import normalise_number, sms_segments
+from bot.channels.sms import normalise_number
 from bot.sender import SenderLoop
 from bot.services import Services
 from bot.settings import Settings, SettingsError
 from flows.i18n import translator
+from flows.text import sms_segments
 from storage.models import Contact, OutboxItem
 from storage.outbox import Claimed
 from storage.records import OutgoingReply

@@ -50,7 +50,7 @@ async def test_a_step_that_raises_answers_with_an_apology_numbers_and_the_menu(
 ) -> None:
     phone = Phone(services, language="ru")
     await welcomed(phone)
-    await phone.say("2")  # Settings
+    await phone.say("3")  # Settings
     with caplog.at_level(logging.ERROR):
         reply = await phone.say("2")  # Country: the step raises
     assert reply.startswith("Извините")  # the apology, in the person's language
