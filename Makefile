@@ -6,7 +6,7 @@ LOCALES := locales
 LANGS := ru uk es uz tg ky ar
 STAMP := $(VENV)/.installed
 
-.PHONY: run test i18n i18n-compile chromium clean
+.PHONY: run test i18n i18n-compile chromium fonts clean
 
 # Settings for `make run` may live in .env (see .env.example).
 -include .env
@@ -39,7 +39,7 @@ i18n: $(STAMP)
 var:
 	mkdir -p -m 700 var
 
-run: $(STAMP) i18n-compile var
+run: $(STAMP) i18n-compile var fonts
 	$(BIN)/hotline db upgrade
 	$(BIN)/hotline run
 
@@ -51,8 +51,17 @@ ifeq ($(CHROMIUM),)
 	else echo "chromium is missing: run 'sudo apt-get install chromium' for the browser tests"; exit 1; fi
 endif
 
+# Debian's Noto fonts for `hotline poster`: Latin and Cyrillic (Noto Sans) and Arabic (Noto Sans
+# Arabic) for all eight languages. bot/poster.py looks for them in /usr/share/fonts/truetype/noto.
+NOTO := $(wildcard /usr/share/fonts/truetype/noto/NotoSansArabic-Bold.ttf)
+fonts:
+ifeq ($(NOTO),)
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq fonts-noto-core >/dev/null; \
+	else echo "the poster fonts are missing (hotline poster needs them): run 'sudo apt-get install fonts-noto-core'"; fi
+endif
+
 # Lint and type-check first (settings in pyproject.toml), then the suite.
-test: $(STAMP) i18n-compile chromium
+test: $(STAMP) i18n-compile chromium fonts
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest

@@ -35,6 +35,7 @@ class Settings:
     public_base_url: str | None = None
     telegram_bot_token: str | None = None
     telegram_webhook_secret: str | None = None
+    telegram_bot_username: str | None = None  # without "@": posters link to t.me/<it>
     telegram_api_base: str | None = None
     telegram_per_second: float = 30.0
     telegram_per_chat_per_second: float = 1.0
@@ -100,6 +101,7 @@ def _simulator(env: Mapping[str, str], real_channel: bool) -> bool:
 
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
 _BOT_TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]{5,}$")
+_BOT_USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{1,28}[Bb][Oo][Tt]$")
 
 
 def _telegram(env: Mapping[str, str]) -> dict[str, Any]:
@@ -109,6 +111,12 @@ def _telegram(env: Mapping[str, str]) -> dict[str, Any]:
     token = env.get("TELEGRAM_BOT_TOKEN") or None
     secret = env.get("TELEGRAM_WEBHOOK_SECRET") or None
     api_base = (env.get("TELEGRAM_API_BASE") or "").rstrip("/") or None
+    username = (env.get("TELEGRAM_BOT_USERNAME") or "").strip().removeprefix("@") or None
+    if username and not _BOT_USERNAME.match(username):
+        raise SettingsError(
+            f"TELEGRAM_BOT_USERNAME must be the bot's username as BotFather gave it (5 to 32 "
+            f"letters, digits or '_', ending in 'bot'), not {username!r}"
+        )
     if token and not _BOT_TOKEN.match(token):
         raise SettingsError("TELEGRAM_BOT_TOKEN does not look like a bot token (123456:ABC...)")
     if token and public and not secret:
@@ -127,6 +135,7 @@ def _telegram(env: Mapping[str, str]) -> dict[str, Any]:
         "public_base_url": public,
         "telegram_bot_token": token,
         "telegram_webhook_secret": secret,
+        "telegram_bot_username": username,
         "telegram_api_base": api_base,
         "telegram_per_second": _float(env, "TELEGRAM_RATE_PER_SECOND", 30.0),
         "telegram_per_chat_per_second": _float(env, "TELEGRAM_RATE_PER_CHAT_PER_SECOND", 1.0),
