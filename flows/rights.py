@@ -87,13 +87,7 @@ def _no_texts_here(ctx: Context) -> str:
     lines = [t(N_("We have texts on rights for these countries so far: {countries}. Tell us "
                   "your country in Settings to see its organisations and numbers.")).format(
         countries=known)]
-    if ctx.profile.country:
-        found = ctx.directory.serving(ctx.profile.country, ALL_KINDS,
-                                      limit=ORGANISATIONS_SHOWN)
-        if found:
-            lines.append(_organisations(ctx, found))
-    lines.append(numbers_text(ctx))
-    return "\n\n".join(lines)
+    return _with_help(ctx, lines, ctx.profile.country, ALL_KINDS)
 
 
 # -- what about ------------------------------------------------------------------------------
@@ -123,8 +117,13 @@ def _show(ctx: Context, topic: str) -> Outcome:
 
 
 def _full(ctx: Context, text: content.Article, topic: str) -> str:
-    parts = [text.plain]
-    found = ctx.directory.serving(text.country, TOPIC_KINDS[topic], limit=ORGANISATIONS_SHOWN)
+    return _with_help(ctx, [text.plain], text.country, TOPIC_KINDS[topic])
+
+
+def _with_help(ctx: Context, parts: list[str], country: str | None,
+               kinds: Sequence[str]) -> str:
+    # What was said, then who helps there with those kinds of case, then emergency numbers.
+    found = ctx.directory.serving(country, kinds, limit=ORGANISATIONS_SHOWN) if country else ()
     if found:
         parts.append(_organisations(ctx, found))
     parts.append(numbers_text(ctx))

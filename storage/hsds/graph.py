@@ -232,12 +232,7 @@ def flatten(tables: Tables, obj: str, data: Any, origin: str,
                         f"{fk} is {values[fk]} but its {key} is {ref_id}")))
                 values[fk] = ref_id
     tables.add(obj, values, origin)
-    lists = [(key, child, fk) for key, child, fk in CHILDREN.get(obj, ())]
-    if has_attributes(obj):
-        lists.append(("attributes", "attribute", "link_id"))
-    if has_metadata(obj):
-        lists.append(("metadata", "metadata", "resource_id"))
-    for key, child, fk in lists:
+    for key, child, fk in _lists(obj):
         items = data.get(key)
         if items is None:
             continue
@@ -251,6 +246,16 @@ def flatten(tables: Tables, obj: str, data: Any, origin: str,
                 sequence.append(child_id)
         tables.sequences[child].append(sequence)
     return id_
+
+
+def _lists(obj: str) -> list[tuple[str, str, str]]:
+    """(key, child object, the child's foreign key) of every list an `obj` may hold."""
+    lists = list(CHILDREN.get(obj, ()))
+    if has_attributes(obj):
+        lists.append(("attributes", "attribute", "link_id"))
+    if has_metadata(obj):
+        lists.append(("metadata", "metadata", "resource_id"))
+    return lists
 
 
 class _Index:
@@ -276,12 +281,7 @@ class _Index:
 
     def children(self, obj: str, id_: str) -> Iterator[tuple[str, str, list[str]]]:
         """(key, child object, child ids) of every list of `obj` that has rows."""
-        lists = [(key, child, fk) for key, child, fk in CHILDREN.get(obj, ())]
-        if has_attributes(obj):
-            lists.append(("attributes", "attribute", "link_id"))
-        if has_metadata(obj):
-            lists.append(("metadata", "metadata", "resource_id"))
-        for key, child, fk in lists:
+        for key, child, fk in _lists(obj):
             ids = self.by_fk[(child, fk)].get(id_)
             if ids:
                 yield key, child, ids
