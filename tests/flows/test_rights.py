@@ -148,3 +148,37 @@ async def test_a_deep_link_lands_on_the_rights_in_its_language(services: Service
     [where] = await phone.send(choice="US")  # the welcome asks where they are
     assert t("Know your rights") not in where.text  # ...and goes on to the rights, not the menu
     assert where.choices[-1] == ("other", t("Another country"))
+
+
+# What people write, in each language (from the translators' own tests): the topic it is about.
+SENTENCES = {
+    "en": ("my boss took my passport and will not give it back", "documents"),
+    "ru": ("Работодатель забрал мой паспорт и не отдает", "documents"),
+    "uk": ("Мені не платять зарплату вже три місяці", "wages"),
+    "es": ("Mi esposo me pega todos los días", "violence"),
+    "uz": ("3 oydan beri ish haqimni to'lamayapti", "wages"),
+    "tg": ("Шавҳарам маро мезанад", "violence"),
+    "ky": ("Акысыз юрист керек", "legal_aid"),
+    "ar": ("الكفيل ماسك جوازي وما يبي يرجعه", "documents"),
+}
+
+
+@pytest.mark.parametrize("locale", SHIPPED)
+async def test_what_people_write_on_telegram_in_every_language(services: Services,
+                                                                locale: str) -> None:
+    """Telegram style: the full text in the person's script, its organisations, and buttons
+    without the SMS-only offer."""
+    await seeded(services)
+    sentence, topic = SENTENCES[locale]
+    phone = Phone(services, style="telegram")
+    await phone.send("hello")
+    await phone.send(choice=locale)
+    await phone.send(choice="yes")
+    await phone.send(choice="RU")
+    [reply] = await phone.send(sentence)
+    text = article(locale, "RU", topic)
+    assert text.title in reply.text and "112" in reply.text
+    assert "full" not in [i for i, _ in reply.choices]
+    script = ARABIC if locale == "ar" else CYRILLIC if locale in ("ru", "uk", "tg", "ky") else None
+    if script is not None:
+        assert script.search(reply.text)
