@@ -33,9 +33,54 @@ class Entry:
     words: tuple[str, ...]  # folded; a trailing "*" marks a prefix
 
     def found_in(self, tokens: list[str]) -> bool:
-        n = len(self.words)
-        return any(all(_matches(self.words[i], tokens[at + i]) for i in range(n))
-                   for at in range(len(tokens) - n + 1))
+        return any(self.found_at(tokens, at) for at in range(len(tokens) - len(self.words) + 1))
+
+    def found_at(self, tokens: list[str], at: int) -> bool:
+        return at + len(self.words) <= len(tokens) and all(
+            _matches(word, tokens[at + i]) for i, word in enumerate(self.words))
+
+
+# Prefix entries are found by their first letters: every stem has at least this many.
+_KEY = 3
+
+
+@dataclass(frozen=True)
+class Index:
+    """One language's entries by their first word, so a message is read once, word by word,
+    instead of once per entry."""
+
+    exact: dict[str, list[tuple[str, Entry]]]  # first word -> (topic, entry)
+    prefixed: dict[str, list[tuple[str, Entry]]]  # first letters of the first word's stem
+    short: list[tuple[str, Entry]]  # prefix entries whose stem is shorter than _KEY
+
+    def scores(self, tokens: list[str]) -> dict[str, int]:
+        found: set[tuple[str, Entry]] = set()
+        for at, token in enumerate(tokens):
+            for candidate in (*self.exact.get(token, ()), *self.prefixed.get(token[:_KEY], ()),
+                              *self.short):
+                if candidate not in found and candidate[1].found_at(tokens, at):
+                    found.add(candidate)
+        scores: dict[str, int] = {}
+        for topic, _ in found:
+            scores[topic] = scores.get(topic, 0) + 1
+        return scores
+
+
+@cache
+def index(locale: str, root: Path = LOCALES_DIR) -> Index:
+    exact: dict[str, list[tuple[str, Entry]]] = {}
+    prefixed: dict[str, list[tuple[str, Entry]]] = {}
+    short: list[tuple[str, Entry]] = []
+    for topic, found in entries(locale, root).items():
+        for entry in found:
+            first = entry.words[0]
+            if not first.endswith("*"):
+                exact.setdefault(first, []).append((topic, entry))
+            elif len(first) - 1 >= _KEY:
+                prefixed.setdefault(first[:_KEY], []).append((topic, entry))
+            else:
+                short.append((topic, entry))
+    return Index(exact, prefixed, short)
 
 
 def _matches(word: str, token: str) -> bool:
@@ -85,8 +130,7 @@ def topic_of(text: str, locales: Iterable[str]) -> str | None:
     if not tokens:
         return None
     for locale in dict.fromkeys(locales):
-        scores = {topic: sum(e.found_in(tokens) for e in found)
-                  for topic, found in entries(locale).items()}
+        scores = index(locale).scores(tokens)
         best = max(scores.values(), default=0)
         if best:
             winners = [t for t, score in scores.items() if score == best]

@@ -153,3 +153,21 @@ def test_every_shipped_language_has_topic_words() -> None:
         table = topics.entries(locale)
         assert set(table) == set(content.TOPICS), locale
         assert all(table[t] for t in content.TOPICS), locale
+
+
+def test_the_index_scores_as_reading_every_entry_would() -> None:
+    """`Index.scores` reads a message once; it must agree with trying each entry on it."""
+    import random
+
+    from flows.i18n import SHIPPED
+
+    rng = random.Random(7)
+    for locale in SHIPPED:
+        table = topics.entries(locale)
+        pool = [w.rstrip("*") + ("ов" if w.endswith("*") else "")
+                for found in table.values() for e in found for w in e.words]
+        for _ in range(200):
+            tokens = [rng.choice(pool) for _ in range(rng.randint(1, 12))]
+            naive = {t: n for t, found in table.items()
+                     if (n := len({e for e in found if e.found_in(tokens)}))}
+            assert topics.index(locale).scores(tokens) == naive, (locale, tokens)
