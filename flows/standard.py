@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flows import menu, rights, settings, welcome
+from flows import menu, rights, settings, topics, welcome
 from flows.emergency import numbers_text, on_emergency
 from flows.engine import Context, Keyword, Long, Outcome, Registry
-from flows.i18n import N_, NP_
+from flows.i18n import N_, NP_, SHIPPED
 
 
 async def on_help(ctx: Context) -> Outcome:
@@ -84,6 +84,10 @@ DEEP_LINKS = {
 
 
 def standard_registry() -> Registry:
+    # Read the topic words now: a broken file fails at start-up, not in a conversation, and
+    # the first message to reach free text does not pay for reading eight files.
+    for locale in SHIPPED:
+        topics.index(locale)
     return Registry(
         [welcome.FLOW, menu.FLOW, settings.FLOW, rights.FLOW],
         start=("welcome", "language"),
