@@ -78,6 +78,14 @@ def _print(findings: list[content.Finding], language: str | None, country: str |
     for f in problems:
         detail = f": {f.detail}" if f.detail else ""
         print(f"{f.state:<8} {f.locale}/rights/{f.country}/{f.topic}.md{detail}")
+    drafts: dict[tuple[str, str], list[str]] = {}
+    for f in findings:
+        if f.state == "draft":
+            drafts.setdefault((f.locale, f.country), []).append(f.topic)
+    if drafts:
+        print()
+    for (locale, country), topics in drafts.items():  # one line per language and country
+        print(f"{'draft':<8} {locale}/rights/{country}/: {', '.join(topics)}")
     if not problems:
         print("\nnothing missing, stale or invalid" + (
             "; drafts still need a native speaker's review" if any(
