@@ -216,17 +216,19 @@ def status(
 def _problems(text: Article, source: Article | None, known: set[str],
               segments: Callable[[str], int]) -> list[str]:
     problems = []
-    if segments(sms_text(text.sms)) > MAX_SMS_SEGMENTS:
-        problems.append(f"the SMS version takes {segments(sms_text(text.sms))} SMS, more than "
-                        f"{MAX_SMS_SEGMENTS}")
+    sms_count = segments(sms_text(text.sms))
+    if sms_count > MAX_SMS_SEGMENTS:
+        problems.append(f"the SMS version takes {sms_count} SMS, more than {MAX_SMS_SEGMENTS}")
+    written = f"{text.sms}\n{text.body}"
+    named = _PHONE_LIKE.findall(written)
+    named_digits = {digits(m) for m in named}
     listed = {digits(n) for n in text.numbers}
     for number in text.numbers:
         if digits(number) not in known:
             problems.append(f"{number} is in neither the directory nor the emergency numbers")
-        if digits(number) not in {digits(m) for m in _PHONE_LIKE.findall(
-                f"{text.sms}\n{text.body}")} and number not in text.sms + text.body:
+        if digits(number) not in named_digits and number not in written:
             problems.append(f"{number} is listed in 'numbers' but the text does not name it")
-    for found in _PHONE_LIKE.findall(f"{text.sms}\n{text.body}"):
+    for found in named:
         if digits(found) not in listed:
             problems.append(f"{found.strip()} is named in the text but not listed in 'numbers'")
     if source is not None and text is not source:

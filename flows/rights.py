@@ -112,8 +112,10 @@ def _show(ctx: Context, topic: str) -> Outcome:
     text = content.article(ctx.locale, country, topic)
     if text is None:  # a country without that text: never a dead end
         return Outcome(say=[_no_texts_here(ctx)], goto=("menu", "main"))
-    return Outcome(say=[Long(_full(ctx, text, topic), text.sms)], goto=AFTER,
-                   carry={"topic": topic})
+    full = _full(ctx, text, topic)
+    # What the full text costs by SMS, counted once here rather than at every prompt.
+    return Outcome(say=[Long(full, text.sms)], goto=AFTER,
+                   carry={"topic": topic, "full_sms": sms_segments(sms_text(full))})
 
 
 def _full(ctx: Context, text: content.Article, topic: str) -> str:
@@ -134,14 +136,11 @@ def _with_help(ctx: Context, parts: list[str], country: str | None,
 
 async def after_prompt(ctx: Context) -> Prompt:
     t = ctx.t
-    topic = ctx.data.get("topic")
-    text = content.article(ctx.locale, ctx.profile.country or "", topic) if (
-        topic in content.TOPICS) else None
+    count = ctx.data.get("full_sms")
     options = []
-    if text is not None:
+    if isinstance(count, int):
         # The offer of the full text matters on SMS only, where the short version went out; it
         # says what it costs, since the person may be paying for every SMS.
-        count = sms_segments(sms_text(_full(ctx, text, str(topic))))
         options.append(Option("full", t(N_("Full text ({count} SMS)")).format(count=count),
                               sms_only=True))
     options += [Option("topic", t(N_("Another topic"))), Option("@menu", t(N_("Main menu")))]

@@ -32,9 +32,6 @@ MAX_CHARS = 1000  # folded before it is split into words
 class Entry:
     words: tuple[str, ...]  # folded; a trailing "*" marks a prefix
 
-    def found_in(self, tokens: list[str]) -> bool:
-        return any(self.found_at(tokens, at) for at in range(len(tokens) - len(self.words) + 1))
-
     def found_at(self, tokens: list[str], at: int) -> bool:
         return at + len(self.words) <= len(tokens) and all(
             _matches(word, tokens[at + i]) for i, word in enumerate(self.words))
