@@ -188,7 +188,9 @@ def status(
     known = {digits(n) for n in known_numbers}
     for country in countries:
         for topic in TOPICS:
-            source: Article | None = None
+            # The English is what translations are compared with, also when only another
+            # language is listed.
+            source = _source(country, topic, root)
             for locale in locales:
                 where = (locale, country, topic)
                 path = path_of(locale, country, topic, root)
@@ -200,8 +202,6 @@ def status(
                 except ContentError as exc:
                     findings.append(Finding(*where, "invalid", str(exc)))
                     continue
-                if locale == SOURCE_LOCALE:
-                    source = text
                 problems = _problems(text, source, known, segments)
                 findings += [Finding(*where, "invalid", p) for p in problems]
                 if locale != SOURCE_LOCALE and source is not None and (
@@ -211,6 +211,13 @@ def status(
                 if text.status == "draft":
                     findings.append(Finding(*where, "draft"))
     return findings
+
+
+def _source(country: str, topic: str, root: Path) -> Article | None:
+    try:
+        return parse(path_of(SOURCE_LOCALE, country, topic, root), SOURCE_LOCALE, country, topic)
+    except ContentError:
+        return None  # reported as missing or invalid under English
 
 
 def _problems(text: Article, source: Article | None, known: set[str],
@@ -231,7 +238,7 @@ def _problems(text: Article, source: Article | None, known: set[str],
     for found in named:
         if digits(found) not in listed:
             problems.append(f"{found.strip()} is named in the text but not listed in 'numbers'")
-    if source is not None and text is not source:
+    if source is not None and text.locale != source.locale:
         missing = {s.url for s in source.sources} - {s.url for s in text.sources}
         if missing:
             problems.append("sources of the English text are missing: " + ", ".join(

@@ -176,3 +176,11 @@ def test_the_index_scores_as_reading_every_entry_would() -> None:
             naive = {t: n for t, found in table.items()
                      if (n := len({e for e in found if found_in(e, tokens)}))}
             assert topics.index(locale).scores(tokens) == naive, (locale, tokens)
+
+
+def test_a_stale_translation_shows_when_only_its_language_is_listed(tmp_path: Path) -> None:
+    english = content.parse(write(tmp_path, "en", SOURCE), "en", "US", "documents")
+    write(tmp_path, "ru", translation(english))
+    write(tmp_path, "en", SOURCE.replace("is **yours**", "belongs to you"))
+    found = status(KNOWN, root=tmp_path, locales=["ru"], countries=["US"])
+    assert ("ru", "documents", "stale") in {(f.locale, f.topic, f.state) for f in found}
